@@ -1,0 +1,193 @@
+"""Noise paths ``x_t = a(t) * x0 + b(t) * eps``.
+
+Every path is described by two scalar functions of time and a time grid.
+Time always runs from data (small t) to noise (large t); samplers walk a
+*descending* grid returned by :meth:`NoisePath.timesteps` and finish at the
+clean end, which :meth:`NoisePath.coefficients` represents by ``t=None``
+(``a = 1, b = 0``).
+
+* :class:`VPPath` -- DDPM variance preserving, ``a = sqrt(alpha_bar)``,
+  ``b = sqrt(1 - alpha_bar)``, discrete training steps ``t in {0..T-1}``
+  (Ho et al. 2020 linear betas; Nichol & Dhariwal 2021 cosine).
+* :class:`VEPath` -- variance exploding, ``a = 1``, ``b = t`` (EDM convention,
+  time equals noise level).
+* :class:`RectifiedFlowPath` -- ``a = 1 - t``, ``b = t``, ``t in [0, 1]``, t = 1 is noise.
+
+A path may be *rescaled* (:meth:`NoisePath.scaled`): a network trained on data in
+[-1, 1] has, in [0, 1] image units, the path ``(a, b / 2)``. Priors expose their
+path in [0, 1] units so that methods and operators never see a network's range.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+class NoisePath:
+    """Base class: subclasses define :meth:`_ab`, ``t_min``, ``t_max`` and :meth:`timesteps`."""
+
+    t_min: float
+    t_max: float
+    #: name used in saved prior descriptions
+    kind: str = "base"
+
+    def __init__(self, scale: float = 1.0):
+        if not scale > 0:
+            raise ValueError(f"path scale must be positive, got {scale}")
+        self.scale = float(scale)
+
+    # --- coefficients -------------------------------------------------
+    def _ab(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _ab_dot(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Time derivatives (da/dt, db/dt) of the *unscaled* path, by autograd."""
+        t = t.detach().double().requires_grad_(True)
+        a, b = self._ab(t)
+        da = torch.autograd.grad(a.sum(), t, retain_graph=True, allow_unused=True)[0]
+        db = torch.autograd.grad(b.sum(), t, allow_unused=True)[0]
+        da = torch.zeros_like(t) if da is None else da
+        db = torch.zeros_like(t) if db is None else db
+        return da.detach(), db.detach()
+
+    def coefficients(self, t: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """(a(t), b(t)) in this path's units; ``t=None`` is the clean end (1, 0)."""
+        if t is None:
+            return torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+        t = torch.as_tensor(t, dtype=torch.float64)
+        a, b = self._ab(t)
+        return a, b * self.scale
+
+    def derivatives(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(da/dt, db/dt) in this path's units."""
+        da, db = self._ab_dot(torch.as_tensor(t, dtype=torch.float64))
+        return da, db * self.scale
+
+    def timesteps(self, num_steps: int) -> Tensor:
+        """Descending grid of ``num_steps`` times from ``t_max`` towards ``t_min``."""
+        raise NotImplementedError
+
+    def scaled(self, factor: float) -> "NoisePath":
+        """The same path with ``b`` multiplied by ``factor`` (a change of data units)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.scale = self.scale * float(factor)
+        return new
+
+    def config(self) -> dict:
+        """Serialisable description (``kind`` plus constructor arguments)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+
+class VPPath(NoisePath):
+    """DDPM variance-preserving path with ``num_train_steps`` discrete steps.
+
+    ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``; time is the integer step index as a
+    float in ``[0, T-1]``; between integers ``log alpha_bar`` is interpolated linearly.
+    """
+
+    kind = "vp"
+
+    def __init__(self, num_train_steps: int = 1000, schedule: str = "linear",
+                 beta_start: float = 1e-4, beta_end: float = 2e-2, scale: float = 1.0):
+        super().__init__(scale)
+        if schedule not in ("linear", "cosine"):
+            raise ValueError(f"unknown beta schedule {schedule!r}; use 'linear' or 'cosine'")
+        self.num_train_steps, self.schedule = int(num_train_steps), schedule
+        self.beta_start, self.beta_end = float(beta_start), float(beta_end)
+        T = self.num_train_steps
+        if schedule == "linear":
+            betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        else:  # Nichol & Dhariwal 2021, Eq. 17, s = 0.008, betas clipped at 0.999
+            s = 0.008
+            f = lambda u: torch.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
+            u = torch.arange(T + 1, dtype=torch.float64)
+            betas = (1 - f(u[1:]) / f(u[:-1])).clamp(max=0.999)
+        self.betas = betas
+        self.log_alpha_bar = torch.cumsum(torch.log1p(-betas), 0)
+        self.t_min, self.t_max = 0.0, float(T - 1)
+
+    def _ab(self, t):
+        t = t.clamp(self.t_min, self.t_max)
+        lo = t.detach().floor().long().clamp(max=self.num_train_steps - 2)
+        w = t - lo.to(t.dtype)
+        lab = self.log_alpha_bar.to(t.device)
+        la = (1 - w) * lab[lo] + w * lab[lo + 1]
+        return torch.exp(0.5 * la), torch.sqrt(-torch.expm1(la))
+
+    def timesteps(self, num_steps):
+        # evenly spaced integer steps from T-1 to 0 (DDIM "leading"/"trailing" mix used by DDPM-style code)
+        if not 1 <= num_steps <= self.num_train_steps:
+            raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
+        return torch.linspace(self.t_max, 0, num_steps, dtype=torch.float64).round()
+
+    def config(self):
+        return dict(kind=self.kind, num_train_steps=self.num_train_steps, schedule=self.schedule,
+                    beta_start=self.beta_start, beta_end=self.beta_end)
+
+
+class VEPath(NoisePath):
+    """Variance-exploding path ``a = 1, b = t`` with ``t`` in ``[sigma_min, sigma_max]``.
+
+    The grid is EDM's (Karras et al. 2022) with exponent ``rho``.
+    """
+
+    kind = "ve"
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                 scale: float = 1.0):
+        super().__init__(scale)
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.t_min, self.t_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
+
+    def _ab(self, t):
+        return torch.ones_like(t), t
+
+    def timesteps(self, num_steps):
+        i = torch.linspace(0, 1, num_steps, dtype=torch.float64)
+        r = 1 / self.rho
+        return (self.t_max ** r + i * (self.t_min ** r - self.t_max ** r)) ** self.rho
+
+    def config(self):
+        return dict(kind=self.kind, sigma_min=self.t_min, sigma_max=self.t_max, rho=self.rho)
+
+
+class RectifiedFlowPath(NoisePath):
+    """Rectified flow / flow matching (Liu et al. 2023, Lipman et al. 2023): ``a = 1 - t, b = t``."""
+
+    kind = "rf"
+
+    def __init__(self, t_min: float = 1e-3, t_max: float = 1.0, scale: float = 1.0):
+        super().__init__(scale)
+        if not 0 <= t_min < t_max <= 1:
+            raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min}, {t_max}")
+        self.t_min, self.t_max = float(t_min), float(t_max)
+
+    def _ab(self, t):
+        return 1 - t, t
+
+    def timesteps(self, num_steps):
+        return torch.linspace(self.t_max, self.t_min, num_steps, dtype=torch.float64)
+
+    def config(self):
+        return dict(kind=self.kind, t_min=self.t_min, t_max=self.t_max)
+
+
+PATHS = {cls.kind: cls for cls in (VPPath, VEPath, RectifiedFlowPath)}
+
+
+def path_from_config(cfg: dict) -> NoisePath:
+    """Inverse of :meth:`NoisePath.config`."""
+    cfg = dict(cfg)
+    kind = cfg.pop("kind", None)
+    if kind not in PATHS:
+        raise ValueError(f"unknown noise path kind {kind!r}; known: {sorted(PATHS)}")
+    return PATHS[kind](**cfg)
