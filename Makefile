@@ -1,0 +1,25 @@
+# Set-up is part of every target: each creates its own virtual environment (.venv) on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	# the CPU build of torch lies on this machine's disk; install it first so nothing pulls a CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/lit-ip predict --config configs/predict/demo.yaml
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/method_speed.py
+
+clean-venv:
+	rm -rf $(VENV)
