@@ -37,3 +37,43 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], rhs: Tensor, iters: i
         p = r + beta * p
         rs = rs_new
     return x
+
+
+def expect_shape(t: Tensor, shape, owner: str, what: str) -> None:
+    """Raise a ValueError naming ``owner`` unless ``t`` has shape ``(B, *shape)``."""
+    shape = tuple(int(s) for s in shape)
+    if t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+        raise ValueError(f"{owner} expects {what} of shape (B, {', '.join(map(str, shape))}), "
+                         f"got {tuple(t.shape)}")
+
+
+def householder(e: Tensor) -> Tensor:
+    """Symmetric orthogonal ``Q = I - 2 w w^T / |w|^2`` with ``w = e - e_1``, so ``Q e_1 = e``.
+
+    ``e`` is a unit vector of length ``k``; the first row (and column) of ``Q`` is ``e``,
+    the others complete it to an orthonormal basis.
+    """
+    e = e.to(torch.float64)
+    k = e.shape[0]
+    w = e.clone()
+    w[0] -= 1
+    nw = float(w @ w)
+    eye = torch.eye(k, dtype=torch.float64)
+    return eye if nw < 1e-30 else eye - 2 * torch.outer(w, w) / nw
+
+
+def dense_matrix(op, in_shape) -> Tensor:
+    """The ``(m, n)`` matrix of a linear operator, built by applying it to the ``n``
+    basis vectors of ``in_shape`` (in float64). For small tests only.
+
+    ``op`` must accept a batch of ``n`` inputs: bind a per-sample family to a single
+    index first (its one mask then broadcasts over the batch).
+    """
+    in_shape = tuple(int(s) for s in in_shape)
+    n = 1
+    for d in in_shape:
+        n *= d
+    basis = torch.eye(n, dtype=torch.float64).view(n, *in_shape)
+    with torch.no_grad():
+        cols = op(basis)
+    return cols.reshape(n, -1).T.contiguous()
