@@ -45,11 +45,12 @@ class NoisePath:
 
     def _ab_dot(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """Time derivatives (da/dt, db/dt) of the *unscaled* path, by autograd."""
-        t = t.detach().double().requires_grad_(True)
-        a, b = self._ab(t)
-        a, b = a + 0 * t, b + 0 * t  # constant coefficients still get a (zero) gradient
-        da = torch.autograd.grad(a.sum(), t, retain_graph=True)[0]
-        db = torch.autograd.grad(b.sum(), t)[0]
+        with torch.enable_grad():  # also under no_grad (samplers, validation)
+            t = t.detach().double().requires_grad_(True)
+            a, b = self._ab(t)
+            a, b = a + 0 * t, b + 0 * t  # constant coefficients still get a (zero) gradient
+            da = torch.autograd.grad(a.sum(), t, retain_graph=True)[0]
+            db = torch.autograd.grad(b.sum(), t)[0]
         return da.detach(), db.detach()
 
     def coefficients(self, t: Optional[Tensor]) -> tuple[Tensor, Tensor]:
