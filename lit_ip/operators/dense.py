@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .base import SVDOperator
+from .linalg import expect_shape
 
 
 class DenseMatrixOperator(SVDOperator):
@@ -33,12 +34,15 @@ class DenseMatrixOperator(SVDOperator):
         self.register_buffer("s", s_full)
 
     def forward(self, x):
+        self.check_input(x)
         return (x.flatten(1).to(self.matrix) @ self.matrix.T).to(x.dtype)
 
     def adjoint(self, y):
+        expect_shape(y, (self.matrix.shape[0],), type(self).__name__, "y")
         return (y.to(self.matrix) @ self.matrix).to(y.dtype).view(y.shape[0], *self.in_shape)
 
     def vt(self, x):
+        self.check_input(x)
         return (x.flatten(1).to(self.Vh) @ self.Vh.T).to(x.dtype)
 
     def v(self, z):
@@ -51,4 +55,4 @@ class DenseMatrixOperator(SVDOperator):
         return (z.to(self.U) @ self.U.T).to(z.dtype)
 
     def singular_values(self):
-        return self.s[None].float()
+        return self.s[None].to(torch.get_default_dtype())

@@ -87,6 +87,9 @@ class MaskInpainting(SVDOperator):
     def singular_values(self) -> Tensor:
         return self.mask.expand(-1, self.in_shape[0], -1, -1).flatten(1)
 
+    def output_shape(self, in_shape):
+        return tuple(in_shape)  # no dry run: a batch-1 input would not fit B per-sample masks
+
     def observed_fraction(self) -> Tensor:
         """Fraction of observed pixels per mask row."""
         return self.mask.flatten(1).mean(1)
