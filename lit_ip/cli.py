@@ -15,16 +15,46 @@ import sys
 from typing import Optional, Sequence
 
 #: non-Lightning subcommands: name -> "module:function(argv)"
-TOOLS: dict[str, str] = {}
+TOOLS: dict[str, str] = {
+    "make-shards": "lit_ip.data.make_shards:main",
+    "report": "lit_ip.reports:main",
+}
+
+
+def _cli_class():
+    from lightning.pytorch.cli import LightningCLI
+
+    class LitIPCLI(LightningCLI):
+        """LightningCLI with predict defaults suited to writing outputs to disk.
+
+        * ``predict --return_predictions`` defaults to false: the prediction writer
+          writes every batch, nothing is kept in memory (pass ``true`` to keep them).
+        * For ``predict``, an unset ``trainer.default_root_dir`` becomes the output folder
+          of the configured prediction writer, so ``config.yaml`` lands next to the outputs.
+        """
+
+        def before_instantiate_classes(self) -> None:
+            if self.subcommand != "predict":
+                return
+            cfg = self.config["predict"]
+            if cfg.get("return_predictions") is None:
+                cfg["return_predictions"] = False
+            if cfg["trainer"].get("default_root_dir") is None:
+                for cb in cfg["trainer"].get("callbacks") or []:
+                    out = (getattr(cb, "init_args", None) or {}).get("output_dir")
+                    if out is not None:
+                        cfg["trainer"]["default_root_dir"] = out
+                        break
+
+    return LitIPCLI
 
 
 def _lightning_cli(args):
     from lightning import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
 
-    return LightningCLI(LightningModule, LightningDataModule, subclass_mode_model=True,
-                subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
-                seed_everything_default=False)
+    return _cli_class()(LightningModule, LightningDataModule, subclass_mode_model=True,
+                        subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
+                        seed_everything_default=False)
 
 
 def main(args: Optional[Sequence[str]] = None):
@@ -32,7 +62,7 @@ def main(args: Optional[Sequence[str]] = None):
     if argv and argv[0] in TOOLS:
         mod, fn = TOOLS[argv[0]].split(":")
         return getattr(importlib.import_module(mod), fn)(argv[1:])
-    return _lightning_cli(argv)
+    return _lightning_cli(None if args is None else argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,68 @@
+"""DataModules: any map-style data set of ``{"image", "key", "index"}`` items.
+
+For ``predict``, Lightning wraps the loader in its unrepeated distributed sampler
+under DDP (interleaved indices, no padding, no duplicates), so every item is
+processed by exactly one rank; outputs are written by
+:class:`~lit_ip.lightning.writer.PredictionWriter`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data._utils.collate import default_collate
+
+
+def collate_items(items: list[dict]) -> dict:
+    """Stack ``image`` (and ``y``) tensors, keep ``key`` as a list; name the mismatch if shapes differ."""
+    for name in ("image", "y"):
+        shapes = {tuple(it[name].shape) for it in items if name in it}
+        if len(shapes) > 1:
+            keys = [it.get("key") for it in items]
+            raise ValueError(f"items {keys} have {name}s of different shapes {sorted(shapes)}: "
+                             f"give the data source a fixed size, or use batch_size=1")
+    return default_collate(items)
+
+
+class ImageDataModule(LightningDataModule):
+    """Wrap a data set ``source`` (chosen by ``class_path`` in YAML).
+
+    Args:
+        source: a map-style data set of ``{"image", "key", "index"}`` dicts, e.g.
+            :class:`lit_ip.data.folder.ImageFolder`, :class:`lit_ip.data.bundled.LFWFaces`,
+            :class:`lit_ip.data.analytic.AnalyticPriorSamples`.
+        batch_size: items per batch (per process).
+        num_workers: DataLoader workers (0 = load in the main process).
+        limit: use only the first ``limit`` items.
+        shuffle_train: shuffle the training loader (``fit``).
+    """
+
+    def __init__(self, source: Dataset, batch_size: int = 8, num_workers: int = 0,
+                 limit: Optional[int] = None, shuffle_train: bool = True):
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if limit is not None and int(limit) < 1:
+            raise ValueError(f"limit must be >= 1 (or None for all items), got {limit}")
+        self.source = source
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.limit, self.shuffle_train = limit, bool(shuffle_train)
+
+    @property
+    def dataset(self) -> Dataset:
+        n = len(self.source)
+        if n == 0:
+            raise ValueError(f"data source {type(self.source).__name__} is empty")
+        return self.source if self.limit is None or self.limit >= n else Subset(self.source, range(int(self.limit)))
+
+    def _loader(self, shuffle: bool) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, collate_fn=collate_items,
+                          persistent_workers=self.num_workers > 0)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=self.shuffle_train)

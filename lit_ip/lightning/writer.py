@@ -1,0 +1,260 @@
+"""Write posterior-sampling outputs once per sample, atomically, resumably.
+
+Layout under ``output_dir`` (``KEY`` = the sample's key made file-name safe)::
+
+    ground_truth/KEY.png
+    TASK/measurement/KEY.png        y as an image (the pseudo-inverse if y is not image-shaped)
+    TASK/pinv/KEY.png               pseudo-inverse (linear) or h_dagger baseline
+    TASK/METHOD/KEY.png             reconstruction (KEY_s00.png ... and KEY_mean.png if num_samples > 1)
+    metrics/KEY.json                per-image PSNR / SSIM rows, written last (marks the key done)
+    metrics.csv, metrics.md, summary.json, figures/TASK.png     (rank 0, at the end)
+
+A key whose outputs all exist is skipped *before sampling* (the module asks
+:meth:`PredictionWriter.is_complete`), so a rerun resumes an interrupted run; each key
+is handled by exactly one rank, so the decision needs no communication. Every file
+goes through a temporary file and ``os.replace``; existing files are never rewritten.
+Metrics (torchmetrics functional, ``data_range=1``) compare images clipped to [0, 1],
+i.e. what the PNGs show.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from .. import io
+from .figures import FigureRow, image_grid
+from .sampling_module import PosteriorSamplingModule
+
+COLUMNS = ("key", "index", "task", "method", "sample", "psnr", "ssim")
+PINV = "pinv"
+
+
+def image_metrics(preds: Tensor, target: Tensor) -> tuple[list[float], list[float]]:
+    """Per-image PSNR (dB) and SSIM of ``preds`` (N, C, H, W) against ``target`` (1 or N, C, H, W)."""
+    preds = preds.detach().float().cpu().clamp(0, 1)
+    target = target.detach().float().cpu().clamp(0, 1).expand_as(preds)
+    psnr = peak_signal_noise_ratio(preds, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    k = min(11, min(preds.shape[-2:]))
+    k = k if k % 2 else k - 1  # SSIM's Gaussian window must be odd and fit in the image
+    ssim = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none",
+                                               kernel_size=max(k, 1))
+    return [float(v) for v in psnr.reshape(-1)], [float(v) for v in ssim.reshape(-1)]
+
+
+def is_image_shape(shape) -> bool:
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what :class:`PosteriorSamplingModule` returns (``write_interval="batch"``).
+
+    Args:
+        output_dir: output folder (created).
+        figure_images: columns in the per-task figure.
+        print_summary: print the mean PSNR / SSIM table at the end (rank 0).
+    """
+
+    def __init__(self, output_dir: str, figure_images: int = 6, print_summary: bool = True):
+        super().__init__(write_interval="batch")
+        self.root = Path(output_dir)
+        self.figure_images = int(figure_images)
+        self.print_summary = bool(print_summary)
+        self.layout: dict[str, Any] = {}
+        self.summary: list[dict] = []
+
+    # --- layout ----------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        return io.safe_path(self.root, *parts)
+
+    def recon_names(self, skey: str) -> list[str]:
+        n = self.layout["num_samples"]
+        return [f"{skey}.png"] if n == 1 else [f"{skey}_s{k:02d}.png" for k in range(n)] + [f"{skey}_mean.png"]
+
+    def expected_files(self, key: str) -> list[Path]:
+        """The final outputs of ``key`` for the current configuration (ground truth aside)."""
+        skey = io.sanitize_key(key)
+        files = [self.path("metrics", f"{skey}.json")]
+        for task, methods in self.layout["pairs"].items():
+            if self.layout["display"][task] is not None:
+                files.append(self.path(task, "measurement", f"{skey}.png"))
+            if self.layout["has_pinv"][task]:
+                files.append(self.path(task, PINV, f"{skey}.png"))
+            files += [self.path(task, m, name) for m in methods for name in self.recon_names(skey)]
+        return files
+
+    def is_complete(self, key: str) -> bool:
+        return all(p.exists() for p in self.expected_files(key))
+
+    # --- Lightning hooks ---------------------------------------------------------
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if not isinstance(pl_module, PosteriorSamplingModule):
+            raise TypeError(f"PredictionWriter writes the outputs of PosteriorSamplingModule, "
+                            f"not {type(pl_module).__name__}")
+        shape = pl_module.prior.image_shape
+        display, has_pinv = {}, {}
+        for task, t in pl_module.tasks.items():
+            op = t.operator
+            has_pinv[task] = bool(op.linear or op.has_h_dagger)
+            y_shape = op.bind([0], pl_module.seed).output_shape(shape)
+            display[task] = "y" if is_image_shape(y_shape) else (
+                f"pinv (y has shape {tuple(y_shape)})" if has_pinv[task] else None)
+        self.layout = {"pairs": pl_module.pairs, "num_samples": pl_module.num_samples,
+                       "display": display, "has_pinv": has_pinv}
+        self.root.mkdir(parents=True, exist_ok=True)
+        pl_module.set_skip(self.is_complete)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx) -> None:
+        if prediction is None:
+            return
+        for j in range(len(prediction["key"])):
+            self.write_sample(prediction, j)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        pl_module.set_skip(None)
+        trainer.strategy.barrier("lit_ip_writer_done")
+        if trainer.is_global_zero:
+            self.finalize()
+        trainer.strategy.barrier("lit_ip_writer_final")
+
+    # --- one sample --------------------------------------------------------------
+    def _write_png(self, path: Path, image: Tensor) -> None:
+        if not path.exists():
+            io.write_png(path, image)
+
+    def write_sample(self, pred: dict, j: int) -> None:
+        key, index = pred["key"][j], int(pred["index"][j])
+        skey = io.sanitize_key(key)
+        gt = None if pred["image"] is None else pred["image"][j]
+        if gt is not None:
+            self._write_png(self.path("ground_truth", f"{skey}.png"), gt)
+        rows = []
+        for task, res in pred["tasks"].items():
+            pinv = None if res["pinv"] is None else res["pinv"][j]
+            shown = self.layout["display"][task]
+            if shown is not None:
+                self._write_png(self.path(task, "measurement", f"{skey}.png"),
+                                res["y"][j] if shown == "y" else pinv)
+            candidates = []  # (method, sample, image)
+            if pinv is not None:
+                self._write_png(self.path(task, PINV, f"{skey}.png"), pinv)
+                candidates.append((PINV, 0, pinv))
+            for method, xs in res["recon"].items():
+                xs = xs[j]
+                images = list(xs) + ([xs.mean(0)] if len(xs) > 1 else [])
+                labels = list(range(len(xs))) + (["mean"] if len(xs) > 1 else [])
+                for name, img, label in zip(self.recon_names(skey), images, labels):
+                    self._write_png(self.path(task, method, name), img)
+                    candidates.append((method, label, img))
+            if gt is not None and candidates:
+                psnr, ssim = image_metrics(torch.stack([c[2] for c in candidates]), gt[None])
+                rows += [{"key": key, "index": index, "task": task, "method": m, "sample": s,
+                          "psnr": p, "ssim": q} for (m, s, _), p, q in zip(candidates, psnr, ssim)]
+        self._write_metrics(skey, {"key": key, "index": index, "rows": rows})
+
+    def _write_metrics(self, skey: str, record: dict) -> None:
+        path = self.path("metrics", f"{skey}.json")
+        ident = lambda rows: sorted((r["task"], r["method"], str(r["sample"])) for r in rows)  # noqa: E731
+        if path.exists():
+            try:
+                if ident(json.loads(path.read_text())["rows"]) == ident(record["rows"]):
+                    return
+            except (ValueError, KeyError):
+                pass  # unreadable: replace it
+        io.write_json(path, record)
+
+    # --- end of run (rank 0) -----------------------------------------------------
+    def load_rows(self) -> list[dict]:
+        """All metric rows under ``metrics/`` that belong to the current (task, method) pairs."""
+        wanted = {(t, m) for t, ms in self.layout["pairs"].items() for m in ms + [PINV]}
+        rows = []
+        for f in sorted(self.path("metrics").glob("*.json")):
+            rows += [r for r in json.loads(f.read_text())["rows"] if (r["task"], r["method"]) in wanted]
+        return sorted(rows, key=lambda r: (r["task"], r["method"], r["index"], str(r["sample"])))
+
+    @staticmethod
+    def summarize(rows: list[dict]) -> list[dict]:
+        """Mean PSNR / SSIM per (task, method); the pseudo-inverse and posterior-mean rows apart."""
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for r in rows:
+            name = ("pinv (baseline)" if r["method"] == PINV else
+                    f"{r['method']} (mean of samples)" if r["sample"] == "mean" else r["method"])
+            groups[(r["task"], name)].append(r)
+        out = []
+        for (task, name), rs in groups.items():
+            out.append({"task": task, "method": name, "images": len({r["key"] for r in rs}),
+                        "psnr": sum(r["psnr"] for r in rs) / len(rs),
+                        "ssim": sum(r["ssim"] for r in rs) / len(rs)})
+        order = lambda s: (s["task"], not s["method"].startswith("pinv"), s["method"])  # noqa: E731
+        return sorted(out, key=order)
+
+    def finalize(self) -> None:
+        rows = self.load_rows()
+        io.write_csv(self.path("metrics.csv"), rows, COLUMNS)
+        io.write_text(self.path("metrics.md"), io.markdown_table(rows, COLUMNS))
+        self.summary = self.summarize(rows)
+        io.write_json(self.path("summary.json"), {
+            "summary": self.summary, "num_images": len({r["key"] for r in rows}),
+            "num_samples": self.layout["num_samples"], "measurement_shown_as": self.layout["display"],
+            "metrics": "PSNR (dB) and SSIM, torchmetrics, data_range=1, images clipped to [0, 1]"})
+        for task in self.layout["pairs"]:
+            self.write_figure(task)
+        if self.print_summary:
+            cols = ("task", "method", "images", "psnr", "ssim")
+            print(f"\nPosterior sampling summary ({self.root}):\n" + io.markdown_table(self.summary, cols))
+
+    def write_figure(self, task: str) -> Optional[Path]:
+        """Grid for ``task`` from the written PNGs (first ``figure_images`` keys in name order)."""
+        gt_dir = self.path("ground_truth")
+        names = sorted(p.name for p in gt_dir.glob("*.png"))[: self.figure_images] if gt_dir.exists() else []
+        if not names:
+            names = sorted(p.name for p in self.path(task, PINV).glob("*.png"))[: self.figure_images]
+        if not names:
+            return None
+        skeys = [n[:-4] for n in names]
+        metrics = self._metrics_by_key(task, skeys)
+
+        def load(*parts):
+            p = self.path(*parts)
+            return io.read_png(p) if p.exists() else None
+
+        shown = self.layout["display"][task]
+        rows = [FigureRow("ground truth", [load("ground_truth", n) for n in names])]
+        if shown is not None:
+            label = "measurement" if shown == "y" else "measurement\n(shown as pinv)"
+            rows.append(FigureRow(label, [load(task, "measurement", n) for n in names]))
+        methods = ([PINV] if self.layout["has_pinv"][task] else []) + self.layout["pairs"][task]
+        for m in methods:
+            first = [self.recon_names(k)[0] if m != PINV else f"{k}.png" for k in skeys]
+            caps = [self._caption(metrics.get((k, m))) for k in skeys]
+            rows.append(FigureRow("pseudo-inverse" if m == PINV else m,
+                                  [load(task, m, f) for f in first], caps))
+        png = image_grid(rows, [k if len(k) <= 14 else k[:13] + "…" for k in skeys],
+                         title=f"task: {task}" + (" (one of several posterior samples)"
+                                                  if self.layout["num_samples"] > 1 else ""))
+        return io.write_bytes(self.path("figures", f"{task}.png"), png)
+
+    def _metrics_by_key(self, task: str, skeys: list[str]) -> dict:
+        out = {}
+        for k in skeys:
+            p = self.path("metrics", f"{k}.json")
+            if p.exists():
+                for r in json.loads(p.read_text())["rows"]:
+                    if r["task"] == task and r["sample"] in (0, "0"):
+                        out[(k, r["method"])] = r
+        return out
+
+    @staticmethod
+    def _caption(row: Optional[dict]) -> str:
+        if row is None:
+            return ""
+        p = row["psnr"]
+        return f"{p:.1f} dB" if math.isfinite(p) else "exact"
