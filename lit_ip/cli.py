@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 TOOLS: dict[str, str] = {
     "make-shards": "lit_ip.data.make_shards:main",
     "report": "lit_ip.reports:main",
+    "memorization": "lit_ip.metrics.memorization:main",
 }
 
 
