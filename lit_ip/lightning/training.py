@@ -30,7 +30,7 @@ import torch
 from lightning import Callback, LightningModule
 from torch import Tensor, nn
 
-from ..models.unet import load_state_dict_strict
+from ..models.checkpoints import load_strict
 from ..operators.base import Operator
 from ..priors import parameterization as P
 from ..priors.network import NetworkPrior
@@ -76,8 +76,8 @@ class DiffusionTraining(LightningModule):
             network = load_network(init_from)
         elif init_from is not None:
             src = load_network(init_from)
-            load_state_dict_strict(network.unet if hasattr(network, "unet") else network,
-                                   src.unet.state_dict(), str(init_from))
+            load_strict(network.unet if hasattr(network, "unet") else network,
+                        src.unet.state_dict(), str(init_from))
         self.network = network
         self.path = path if path is not None else VPPath()
         self.prediction, self.time_scale = prediction, float(time_scale)

@@ -4,7 +4,7 @@
 :class:`lit_ip.priors.network.NetworkPrior` wraps: it calls a ``UNet2DModel`` and
 returns its ``.sample``. A diffusers model directory is ``config.json`` +
 ``diffusion_pytorch_model.safetensors``; :func:`load_unet_dir` reads one without
-unpickling anything and with strict key/shape checks.
+unpickling anything and with strict key/shape checks (:mod:`lit_ip.models.checkpoints`).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import torch
 from torch import Tensor, nn
+
+from .checkpoints import CheckpointError, load_checkpoint
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
@@ -81,42 +82,6 @@ class DiffusersUNet(nn.Module):
         return out if self.keep_channels is None else out[:, :self.keep_channels]
 
 
-def _mismatch_report(expected: dict, got: dict, limit: int = 5) -> str:
-    """Human-readable list of the first missing / unexpected / mis-shaped keys."""
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k}: expected {tuple(expected[k])}, file has {tuple(got[k])}"
-              for k in expected if k in got and tuple(expected[k]) != tuple(got[k])]
-    parts = []
-    for name, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                        ("shape mismatches", shapes)):
-        if items:
-            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"{len(items)} {name}: {', '.join(items[:limit])}{more}")
-    return "; ".join(parts)
-
-
-def load_state_dict_strict(module: nn.Module, state: dict, source: str) -> None:
-    """``module.load_state_dict(state, strict=True)`` with an error naming the first mismatches."""
-    expected = {k: v.shape for k, v in module.state_dict().items()}
-    report = _mismatch_report(expected, {k: v.shape for k, v in state.items()})
-    if report:
-        raise ValueError(f"weights in {source} do not match the network built from its config: {report}")
-    module.load_state_dict(state, strict=True)
-
-
-def read_weights(path: Union[str, os.PathLike]) -> dict:
-    """Tensors from a ``.safetensors`` file, or a tensors-only ``torch.load`` (never unpickles objects)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} is not a flat state dict of tensors")
-    return state
-
-
 def load_unet_dir(directory: Union[str, os.PathLike]):
     """A ``UNet2DModel`` from a diffusers directory (``config.json`` + safetensors), loaded strictly."""
     from diffusers import UNet2DModel
@@ -128,9 +93,9 @@ def load_unet_dir(directory: Union[str, os.PathLike]):
     config = json.loads((d / CONFIG_FILE).read_text())
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
-        raise ValueError(f"{d / CONFIG_FILE} describes a {cls_name}; only UNet2DModel is supported")
+        raise CheckpointError(f"{d / CONFIG_FILE} describes a {cls_name}; only UNet2DModel is supported")
     unet = UNet2DModel.from_config(config)
-    load_state_dict_strict(unet, read_weights(d / WEIGHTS_FILE), str(d / WEIGHTS_FILE))
+    load_checkpoint(unet, d / WEIGHTS_FILE)
     return unet.eval()
 
 
