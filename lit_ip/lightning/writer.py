@@ -43,9 +43,9 @@ def image_metrics(preds: Tensor, target: Tensor) -> tuple[list[float], list[floa
     target = target.detach().float().cpu().clamp(0, 1).expand_as(preds)
     psnr = peak_signal_noise_ratio(preds, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
     k = min(11, min(preds.shape[-2:]))
-    k = k if k % 2 else k - 1  # SSIM's Gaussian window must be odd and fit in the image
+    k = k if k % 2 else k - 1  # standard 11x11 window, sigma 1.5; shrunk for images under 11 pixels
     ssim = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none",
-                                               kernel_size=max(k, 1))
+                                               kernel_size=k, sigma=1.5 * k / 11)
     return [float(v) for v in psnr.reshape(-1)], [float(v) for v in ssim.reshape(-1)]
 
 

@@ -55,7 +55,8 @@ def field_covariance(image_shape: Sequence[int], length_scale: float = 1.5,
         Wm = torch.randn(d, r, dtype=torch.float64, generator=generator)
         R = Wm @ Wm.T / r
         K = (1 - random_fraction) * K + random_fraction * R
-    return K + nugget * torch.eye(d, dtype=torch.float64)
+    K = K + nugget * torch.eye(d, dtype=torch.float64)
+    return K / K.diagonal().mean()
 
 
 def smooth_pattern(image_shape: Sequence[int], generator: torch.Generator,
