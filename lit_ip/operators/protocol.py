@@ -173,6 +173,9 @@ class KernelBlur(LinearOperator):
         z = z.reshape(B, C, *z.shape[-2:])
         return torch.einsum("ji,bcjk,kl->bcil", self.Ph.to(y), z, self.Pw.to(y))
 
+    def output_shape(self, in_shape):
+        return tuple(in_shape)  # same-size output; a dry run on one row would not fit B kernels
+
     def extra_repr(self):
         return f"kernels={tuple(self.kernels.shape)}, in_shape={self.in_shape}, boundary={self.boundary}"
 
