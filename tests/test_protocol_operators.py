@@ -79,6 +79,18 @@ def test_dps_gaussian_kernel_is_scipy_truncated_gaussian():
     assert int((k > 0).sum()) == 25
 
 
+def test_kernel_blur_is_a_correlation_with_padding(photo):
+    delta = torch.zeros(5, 5)
+    delta[2, 2] = 1
+    assert torch.allclose(KernelBlur(delta, (3, 64, 64))(photo), photo)
+    shifted = torch.zeros(5, 5)
+    shifted[2, 3] = 1                               # y[i, j] = x[i, j + 1] (correlation)
+    y = KernelBlur(shifted, (3, 64, 64), boundary="zero")(photo)
+    assert torch.allclose(y[..., :-1], photo[..., 1:]) and torch.all(y[..., -1] == 0)
+    with pytest.raises(ValueError, match="larger"):
+        KernelBlur(torch.ones(9, 9) / 81, (3, 4, 4))
+
+
 # --- motion kernels --------------------------------------------------------------------------
 
 def test_motion_kernels_are_seeded_per_sample():
