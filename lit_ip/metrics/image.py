@@ -1,0 +1,156 @@
+"""Image-quality metrics per image and over a data set, synced across ranks.
+
+:class:`ImageMetrics` computes per-image PSNR, SSIM and LPIPS (plus any extra per-image
+values the caller declares, e.g. consistency or calibration) and keeps torchmetrics
+states for the data set: a :class:`~torchmetrics.MetricCollection` of running means,
+torchmetrics' FID and a process-count-independent :class:`~lit_ip.metrics.kid.KID`.
+
+``update`` is local (call it in ``predict_step``); ``compute`` is a collective: call it on
+every rank at epoch end, never inside ``predict_step``. LPIPS, FID and KID need backbone
+weights from a local file; without it, :attr:`ImageMetrics.missing` says which file is
+missing and where to put it, and everything else is still computed.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from .backbones import ALEXNET_FILE, AlexNetFeatures, PooledFeatures, weights_dir
+from .kid import KID
+from .lpips import LPIPS, shipped_heads
+
+BASE_NAMES = ("psnr", "ssim")
+
+
+class FID(FrechetInceptionDistance):
+    """torchmetrics' FID, usable on a rank that saw no data (its ``compute`` reads an
+    ``orig_dtype`` that only ``update`` sets: a rank without items would crash the collective)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.orig_dtype = torch.float32
+
+
+def missing_backbone_message(path) -> str:
+    return (f"LPIPS, FID and KID need AlexNet backbone weights, but {str(path)!r} does not exist. "
+            f"Put torchvision's {ALEXNET_FILE} there (or in the folder named by $LIT_IP_WEIGHTS), "
+            f"or give its path as `backbone_weights` in the metrics config. "
+            f"Computing the other metrics without them.")
+
+
+class ImageMetrics(nn.Module):
+    """Per-image and data-set metrics for reconstructions against ground truth in [0, 1].
+
+    Args:
+        backbone_weights: local torchvision AlexNet weights for LPIPS / FID / KID; ``None``
+            looks for ``$LIT_IP_WEIGHTS/alexnet-owt-7be5be79.pth`` (default folder
+            ``~/.cache/lit_ip/weights``).
+        lpips_heads: LPIPS linear heads; ``None`` uses the file shipped with torchmetrics.
+        extra: names of further per-image values passed to :meth:`update` (their data-set
+            means are synced like the others).
+        fid, kid, lpips: switch the feature metrics off.
+        kid_subsets, kid_subset_size: KID subsets (the size shrinks to the data).
+        backbone: a ready tap backbone (tests: a small random one); bypasses the files and
+            leaves the LPIPS heads random unless ``lpips_heads`` is given.
+    """
+
+    def __init__(self, backbone_weights: Optional[str] = None, lpips_heads: Optional[str] = None,
+                 extra: Sequence[str] = (), fid: bool = True, kid: bool = True, lpips: bool = True,
+                 kid_subsets: int = 50, kid_subset_size: int = 1000,
+                 backbone: Optional[nn.Module] = None):
+        super().__init__()
+        self.missing: list[str] = []
+        if backbone is None and (fid or kid or lpips):
+            path = backbone_weights or weights_dir() / ALEXNET_FILE
+            try:
+                backbone = AlexNetFeatures(weights=str(path))
+            except FileNotFoundError:
+                self.missing.append(missing_backbone_message(path))
+                warnings.warn(self.missing[-1])
+            if backbone is not None and lpips_heads is None:
+                lpips_heads = str(shipped_heads("alex"))
+        feats = PooledFeatures(backbone) if backbone is not None else None
+        self.lpips = LPIPS(backbone, lpips_heads) if (lpips and backbone is not None) else None
+        self.fid = FID(feature=feats, normalize=True) if (fid and feats) else None
+        self.kid = (KID(feats, subsets=kid_subsets, subset_size=kid_subset_size)
+                    if (kid and feats) else None)
+        self.extra = tuple(extra)
+        self.names = BASE_NAMES + (("lpips",) if self.lpips is not None else ()) + self.extra
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"duplicate per-image metric names: {self.names}")
+        self.means = MetricCollection({n: MeanMetric() for n in self.names}, compute_groups=False)
+
+    # --- per batch (local) ---------------------------------------------------
+    @torch.no_grad()
+    def per_image(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """PSNR (dB), SSIM and LPIPS of every image of the batch, each a ``(B,)`` tensor."""
+        if pred.shape != target.shape or pred.dim() != 4:
+            raise ValueError(f"metrics need pred and target of equal shape (B, C, H, W), "
+                             f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+        pred, target = pred.float(), target.float()
+        out = {"psnr": peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+               "ssim": structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")}
+        if self.lpips is not None:
+            out["lpips"] = self.lpips(pred, target)
+        return out
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, target: Tensor, index: Tensor,
+               extra: Optional[Mapping[str, Tensor]] = None) -> dict[str, Tensor]:
+        """Update the data-set states with one batch; returns its per-image values."""
+        values = self.per_image(pred, target)
+        extra = dict(extra or {})
+        if set(extra) != set(self.extra):
+            raise ValueError(f"ImageMetrics was declared with extra values {sorted(self.extra)}, "
+                             f"but update got {sorted(extra)}")
+        for name, v in extra.items():
+            values[name] = torch.as_tensor(v, dtype=torch.float32, device=pred.device).reshape(-1)
+        for name in self.names:
+            self.means[name].update(values[name])
+        index = torch.as_tensor(index, device=pred.device)
+        for real, imgs in ((True, target), (False, pred)):
+            if self.fid is not None:
+                self.fid.update(imgs.float(), real=real)
+            if self.kid is not None:
+                self.kid.update(imgs.float(), real=real, index=index)
+        return values
+
+    # --- data set (collective) ----------------------------------------------------
+    def compute(self) -> dict[str, float]:
+        """Data-set values; a collective under DDP (every rank must call it)."""
+        with warnings.catch_warnings():  # a rank without items is expected under DDP
+            warnings.filterwarnings("ignore", message=".*was called before the ``update``")
+            return self._compute()
+
+    def _compute(self) -> dict[str, float]:
+        out = {n: float(v) for n, v in self.means.compute().items()}
+        if self.fid is not None:
+            out["fid"] = _or_nan(self.fid.compute)
+        if self.kid is not None:
+            kid = _or_nan(self.kid.compute)
+            out.update({k: float(v) for k, v in kid.items()} if isinstance(kid, dict)
+                       else {"kid_mean": kid, "kid_std": kid})
+        return out
+
+    def reset(self) -> None:
+        for m in (self.means, self.fid, self.kid):
+            if m is not None:
+                m.reset()
+
+
+def _or_nan(compute):
+    """FID / KID need >= 2 samples; fewer gives NaN (the same on every rank)."""
+    try:
+        value = compute()
+    except RuntimeError as err:
+        if "sample" not in str(err):
+            raise
+        return math.nan
+    return value if isinstance(value, dict) else float(value)
