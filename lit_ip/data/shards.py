@@ -74,6 +74,23 @@ def count_samples(shard: str) -> int:
     return n
 
 
+def find_damage(shard: str) -> tuple[Optional[str], Optional[str]]:
+    """``(key cut off, last complete key)`` of a damaged tar, reading it member by member."""
+    last, current = None, None
+    try:
+        with tarfile.open(shard, mode="r|*") as tar:
+            for info in tar:
+                key = _split_name(info.name)[0] if info.isreg() else None
+                if key is None:
+                    continue
+                if key != current:
+                    last, current = current, key
+                tar.extractfile(info).read()
+    except (tarfile.TarError, OSError, EOFError):
+        return current, last
+    return None, current
+
+
 def _split_name(name: str):
     """webdataset's key/extension split: the key ends at the first dot of the base name."""
     head, _, base = name.rpartition("/")
@@ -189,10 +206,13 @@ class ShardSource(IterableDataset):
             url = next((a for a in reversed(exn.args) if isinstance(a, str) and a in self.offsets), None)
             if url is None:
                 raise exn  # re-raised so that webdataset adds the shard's url
-            last = state["last"].get(url)
-            state["broken"].add(url)
-            self._record(url, None, f"truncated or unreadable tar after key {last!r} "
-                                    f"({type(exn).__name__}: {exn.args[0] if exn.args else ''})")
+            if url not in state["broken"]:
+                cut, last = find_damage(url)
+                state["broken"][url] = cut
+                where = (f"truncated tar: sample {cut!r} is cut off (last complete sample {last!r})"
+                         if cut else "unreadable tar")
+                reason = str(exn.args[0]).split(" @ ")[0] if exn.args else ""
+                self._record(url, cut, f"{where}; {type(exn).__name__}: {reason}")
             return True
 
         if not self.assigned:
@@ -201,7 +221,7 @@ class ShardSource(IterableDataset):
                                    workersplitter=wds.split_by_worker, handler=handler, empty_check=False))
 
     def __iter__(self) -> Iterator[dict]:
-        state = {"last": {}, "pos": {}, "broken": set(), "url": None}
+        state = {"last": {}, "pos": {}, "broken": {}, "url": None}
         try:
             yield from self._items(state)
         except ShardError:
@@ -217,9 +237,8 @@ class ShardSource(IterableDataset):
             state["url"] = url
             pos = state["pos"].get(url, 0)
             state["pos"][url], state["last"][url] = pos + 1, key
-            if url in state["broken"]:  # the partial last sample of a truncated shard
-                self._record(url, key, "sample cut off by the truncation of its shard")
-                continue
+            if url in state["broken"] and key == state["broken"][url]:
+                continue  # the partial sample of a truncated shard (already recorded)
             if self.skip_key is not None and self.skip_key(key):
                 continue
             item = self._item(raw, url, key, pos)
