@@ -86,10 +86,10 @@ def write_json(path: PathLike, obj: Any) -> Path:
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
-    """(C, H, W) float image in [0, 1] -> (H, W) or (H, W, 3) uint8 (values outside [0, 1] are clipped)."""
+    """(C, H, W) float image in [0, 1] -> (H, W) or (H, W, 3) uint8 (clipped to [0, 1]; NaN -> 0)."""
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"expected an image of shape (1 or 3, H, W), got {tuple(image.shape)}")
-    arr = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    arr = (torch.nan_to_num(image.detach().float().cpu(), nan=0.0).clamp(0, 1) * 255).round().to(torch.uint8)
     arr = arr.permute(1, 2, 0).numpy()
     return arr[..., 0] if arr.shape[-1] == 1 else arr
 

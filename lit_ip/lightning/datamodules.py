@@ -34,12 +34,15 @@ class ImageDataModule(LightningDataModule):
             :class:`lit_ip.data.analytic.AnalyticPriorSamples`.
         batch_size: items per batch (per process).
         num_workers: DataLoader workers (0 = load in the main process).
-        limit: use only the first ``limit`` items.
+        limit: use only the first ``limit`` items (after ``indices``).
+        indices: use only these item positions (e.g. a spread-out handful for a demo); items
+            keep their own ``index``/``key``, so seeds and file names do not change.
         shuffle_train: shuffle the training loader (``fit``).
     """
 
     def __init__(self, source: Dataset, batch_size: int = 8, num_workers: int = 0,
-                 limit: Optional[int] = None, shuffle_train: bool = True):
+                 limit: Optional[int] = None, indices: Optional[list[int]] = None,
+                 shuffle_train: bool = True):
         super().__init__()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -48,13 +51,22 @@ class ImageDataModule(LightningDataModule):
         self.source = source
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.limit, self.shuffle_train = limit, bool(shuffle_train)
+        self.indices = None if indices is None else [int(i) for i in indices]
 
     @property
     def dataset(self) -> Dataset:
         n = len(self.source)
         if n == 0:
             raise ValueError(f"data source {type(self.source).__name__} is empty")
-        return self.source if self.limit is None or self.limit >= n else Subset(self.source, range(int(self.limit)))
+        chosen = list(range(n)) if self.indices is None else self.indices
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("indices contain repeats: each item must be processed once")
+        bad = [i for i in chosen if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"indices {bad[:5]} out of range for {type(self.source).__name__} of {n} items")
+        if self.limit is not None:
+            chosen = chosen[: int(self.limit)]
+        return self.source if chosen == list(range(n)) else Subset(self.source, chosen)
 
     def _loader(self, shuffle: bool) -> DataLoader:
         return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle,

@@ -212,12 +212,20 @@ class PosteriorSamplingModule(LightningModule):
                 method.check_inputs(self.prior, op_n, y_n, task.noise)
             except ValueError as e:
                 raise ValueError(f"task {tname!r}, method {mname!r}, keys {keys[:3]}: {e}") from e
+            self._show_progress(f"{tname}/{mname}")
             rng = self._rng(indices, stream=0)  # fresh per method: same start noise for all
             x = method.sample(self.prior, op_n, y_n, rng if n == 1 else rng.repeat(n), task.noise)
             recon[mname] = x.detach().reshape(len(indices), n, *self.prior.image_shape)
         with torch.no_grad():
             pinv = measurement_pseudo_inverse(op, y)
         return {"y": y.detach(), "pinv": None if pinv is None else pinv.detach(), "recon": recon}
+
+    def _show_progress(self, text: str) -> None:
+        """Show the running (task, method) next to Lightning's tqdm predict bar, if there is one."""
+        trainer = self._trainer
+        bar = getattr(getattr(trainer, "progress_bar_callback", None), "_predict_progress_bar", None)
+        if bar is not None and hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(text, refresh=True)
 
     def _bind(self, family: Operator, indices: Sequence[int]) -> Operator:
         op = family.bind(list(indices), self.seed)

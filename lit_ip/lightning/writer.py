@@ -192,7 +192,8 @@ class PredictionWriter(BasePredictionWriter):
         for (task, name), rs in groups.items():
             out.append({"task": task, "method": name, "images": len({r["key"] for r in rs}),
                         "psnr": sum(r["psnr"] for r in rs) / len(rs),
-                        "ssim": sum(r["ssim"] for r in rs) / len(rs)})
+                        "ssim": sum(r["ssim"] for r in rs) / len(rs),
+                        "nan": sum(1 for r in rs if math.isnan(r["psnr"]))})
         order = lambda s: (s["task"], not s["method"].startswith("pinv"), s["method"])  # noqa: E731
         return sorted(out, key=order)
 
@@ -210,6 +211,9 @@ class PredictionWriter(BasePredictionWriter):
         if self.print_summary:
             cols = ("task", "method", "images", "psnr", "ssim")
             print(f"\nPosterior sampling summary ({self.root}):\n" + io.markdown_table(self.summary, cols))
+            for s in self.summary:
+                if s["nan"]:
+                    print(f"WARNING: {s['method']} on {s['task']}: {s['nan']} outputs are NaN (diverged)")
 
     def write_figure(self, task: str) -> Optional[Path]:
         """Grid for ``task`` from the written PNGs (first ``figure_images`` keys in name order)."""
