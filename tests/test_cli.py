@@ -82,6 +82,20 @@ def test_predict_defaults_to_not_keeping_predictions(tmp_path, monkeypatch):
     assert cli.trainer.predict_loop.return_predictions is True
 
 
+PREDICT_CONFIGS = sorted((TOY_CONFIG.parent).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", PREDICT_CONFIGS, ids=lambda c: c.stem)
+def test_predict_configs_parse(config, monkeypatch, capsys):
+    """Every shipped predict config names importable classes with valid arguments."""
+    monkeypatch.setattr("sys.argv", ["lit-ip"])
+    with pytest.raises(SystemExit) as err:
+        main(["predict", "--config", str(config), "--print_config"])
+    assert err.value.code in (0, None), capsys.readouterr().err[-2000:]
+    printed = capsys.readouterr().out
+    assert "PosteriorSamplingModule" in printed and "PredictionWriter" in printed
+
+
 def _echo_tool(argv):
     return ("echo", list(argv))
 

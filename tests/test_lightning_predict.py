@@ -186,6 +186,28 @@ def test_vector_measurement_is_shown_as_pinv(prior, tmp_path):
                            read_png(tmp_path / "cs" / "pinv" / f"{k}.png"))
 
 
+def test_network_prior_from_a_directory_with_a_gradient_method(tmp_path):
+    """A (tiny, random) diffusers prior loaded from a directory goes through predict,
+    including a method that differentiates through the network."""
+    from lit_ip.models.unet import DiffusersUNet
+    from lit_ip.priors.paths import VPPath
+    from lit_ip.priors.pretrained import PretrainedPrior, save_prior_dir
+
+    torch.manual_seed(0)
+    net = DiffusersUNet(in_channels=1, sample_size=8, block_out_channels=(8, 16), layers_per_block=1,
+                        norm_num_groups=4)
+    save_prior_dir(tmp_path / "prior", net.unet, VPPath(), "eps", (-1, 1), (1, 8, 8))
+    prior = PretrainedPrior(str(tmp_path / "prior"))
+    module = PosteriorSamplingModule(prior, {"inpaint": Task(RandomInpainting(0.5, (1, 8, 8)))},
+                                     {"fit": DataFit(2), "ddpm": Unconditional(2)}, seed=0)
+    data = AnalyticPriorSamples(RandomGaussianPrior((1, 8, 8), seed=0), 3, seed=0)
+    run_predict(module, data, tmp_path / "out", batch_size=2)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "metrics.csv", newline="")))
+    assert {(r["method"], r["key"]) for r in rows} == {(m, f"sample_{i:05d}") for m in ("fit", "ddpm", "pinv")
+                                                       for i in range(3)}
+    assert not any(p.requires_grad for p in prior.parameters())
+
+
 def _save(path, arr):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)
@@ -236,11 +258,16 @@ def test_synthetic_priors_are_deterministic_and_valid():
     assert torch.cdist(m.means, m.means).fill_diagonal_(1.0).min() > 0.1  # separated components
 
 
-def test_datamodule_limit_and_collate_errors(prior):
+def test_datamodule_limit_indices_and_collate_errors(prior):
     dm = ImageDataModule(AnalyticPriorSamples(prior, 7, seed=0), batch_size=3, limit=5)
     batches = list(dm.predict_dataloader())
     assert [len(b["key"]) for b in batches] == [3, 2]
     assert [int(i) for b in batches for i in b["index"]] == [0, 1, 2, 3, 4]
+    dm = ImageDataModule(AnalyticPriorSamples(prior, 7, seed=0), batch_size=2, indices=[6, 2, 4], limit=2)
+    assert [b["key"] for b in dm.predict_dataloader()] == [["sample_00006", "sample_00002"]]
+    for bad, msg in (([1, 1], "repeats"), ([7], "out of range")):
+        with pytest.raises(ValueError, match=msg):
+            ImageDataModule(AnalyticPriorSamples(prior, 7, seed=0), indices=bad).dataset
     with pytest.raises(ValueError, match="different shapes.*batch_size=1"):
         collate_items([{"image": torch.zeros(1, 2, 2), "key": "a", "index": 0},
                        {"image": torch.zeros(1, 3, 3), "key": "b", "index": 1}])
