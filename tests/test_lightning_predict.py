@@ -147,6 +147,8 @@ def test_resume_skips_complete_keys_and_never_rewrites(prior, tmp_path):
     removed = [tmp_path / "denoise" / "ddpm" / "sample_00001_s01.png", tmp_path / "metrics" / "sample_00003.json"]
     for p in removed:
         p.unlink()
+    stale = tmp_path / "denoise" / "ddpm" / ".sample_00009.png.x1.tmp"  # as left by a killed run
+    stale.write_bytes(b"partial")
     counting.drawn = 0
     run_predict(module, source, tmp_path)
     assert counting.drawn == 2 * 2 * 2, "only the two incomplete keys are sampled again"
@@ -157,7 +159,7 @@ def test_resume_skips_complete_keys_and_never_rewrites(prior, tmp_path):
     with open(tmp_path / "metrics.csv", newline="") as f:
         ids = [(r["key"], r["task"], r["method"], r["sample"]) for r in csv.DictReader(f)]
     assert len(ids) == len(set(ids)) == 5 * 2 * (1 + 3)  # keys x tasks x (pinv + 2 samples + mean)
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not stale.exists() and not list(tmp_path.rglob("*.tmp"))
 
 
 def test_incompatible_pairs_are_refused_or_skipped(prior, tmp_path):

@@ -243,4 +243,5 @@ class PosteriorSamplingModule(LightningModule):
                  f"num_samples: {self.num_samples}, seed: {self.seed}"]
         for tname, task in self.tasks.items():
             lines.append(f"task {tname}: {task!r} -> methods {self.pairs[tname]}")
+        lines += [f"method {mname}: {method!r}" for mname, method in self.methods.items()]
         return "\n".join(lines)

@@ -107,7 +107,7 @@ class PredictionWriter(BasePredictionWriter):
             display[task] = "y" if is_image_shape(y_shape) else (
                 f"pinv (y has shape {tuple(y_shape)})" if has_pinv[task] else None)
         self.layout = {"pairs": pl_module.pairs, "num_samples": pl_module.num_samples,
-                       "display": display, "has_pinv": has_pinv}
+                       "display": display, "has_pinv": has_pinv, "run": pl_module.describe()}
         self.root.mkdir(parents=True, exist_ok=True)
         pl_module.set_skip(self.is_complete)
 
@@ -198,6 +198,9 @@ class PredictionWriter(BasePredictionWriter):
         return sorted(out, key=order)
 
     def finalize(self) -> None:
+        """Merge per-key metrics into tables, write summary and figures (all ranks are done)."""
+        for stale in self.root.rglob(".*.tmp"):  # left by an interrupted earlier run
+            stale.unlink(missing_ok=True)
         rows = self.load_rows()
         io.write_csv(self.path("metrics.csv"), rows, COLUMNS)
         io.write_text(self.path("metrics.md"), io.markdown_table(rows, COLUMNS))
@@ -205,6 +208,7 @@ class PredictionWriter(BasePredictionWriter):
         io.write_json(self.path("summary.json"), {
             "summary": self.summary, "num_images": len({r["key"] for r in rows}),
             "num_samples": self.layout["num_samples"], "measurement_shown_as": self.layout["display"],
+            "run": self.layout["run"].splitlines(),
             "metrics": "PSNR (dB) and SSIM, torchmetrics, data_range=1, images clipped to [0, 1]"})
         for task in self.layout["pairs"]:
             self.write_figure(task)
