@@ -152,11 +152,17 @@ class GuidedMethod(Method):
             with torch.enable_grad() if self.needs_grad else torch.no_grad():
                 x_in = x.detach().requires_grad_(self.needs_grad)
                 x0 = prior.denoise(x_in, t)
-                x0_c, shift = self.correct(StepState(x_in, x0, t, a, b, a_n, b_n, i), p)
-            x = ddim_step(x.detach(), x0_c.detach(), a, b, a_n, b_n, self.eta, rng)
+                s = StepState(x_in, x0, t, a, b, a_n, b_n, i)
+                x0_c, shift = self.correct(s, p)
+            x = self.step(x.detach(), x0_c.detach(), s, p, rng)
             if shift is not None:
                 x = x + shift.detach()
         return x.detach()
+
+    def step(self, x: Tensor, x0_c: Tensor, s: StepState, p: Problem, rng) -> Tensor:
+        """Move ``x`` to the next time given ``x0_c`` (default: :func:`ddim_step` with ``eta``).
+        Methods with their own noise schedule in spectral space (DDRM, DDNM+) override this."""
+        return ddim_step(x, x0_c, s.a, s.b, s.a_next, s.b_next, self.eta, rng)
 
 
 class Unconditional(GuidedMethod):

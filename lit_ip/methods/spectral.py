@@ -1,0 +1,79 @@
+"""Shared helpers of the methods: the spectral view of an SVD operator, the
+measurement sigma, vector-Jacobian products through the prior.
+
+Spectral view (Kawar et al. 2022, DDRM, Sec. 3.2). With ``A = U diag(s) V^T``, ``n`` pixels
+and ``m`` measurements, coordinates ``x_bar = V^T x`` (length ``n``) decouple the problem:
+``U^T y = s * x_bar[:k] + sigma_y * z`` with ``k = min(m, n)``. :class:`Spectrum` pads the
+singular values and ``U^T y`` with zeros to length ``n`` so every method works with
+per-coordinate arrays of the same length as ``x_bar``; ``s == 0`` marks the null space.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..operators.base import SVDOperator
+from ..operators.noise import GaussianNoise, NoiseModel
+
+#: singular values at or below this count as zero (as ``SVDOperator.inv_or_zero``)
+ZERO = 1e-8
+
+
+def _pad(z: Tensor, n: int) -> Tensor:
+    k = min(z.shape[-1], n)
+    z = z[..., :k]
+    return torch.cat([z, z.new_zeros(*z.shape[:-1], n - k)], dim=-1) if k < n else z
+
+
+class Spectrum:
+    """Spectral coordinates of one problem: ``s`` (1 or B, n), ``uy = U^T y`` (B, n), and
+    ``ybar = uy / s`` on the measured coordinates (0 in the null space)."""
+
+    def __init__(self, operator: SVDOperator, y: Tensor):
+        self.operator = operator
+        n = operator.num_pixels()
+        self.s = _pad(operator.singular_values().to(y), n)
+        self.uy = _pad(operator.ut(y), n)
+        self.measured = self.s > ZERO
+        self.ybar = torch.where(self.measured, self.uy / self.s.clamp_min(ZERO), torch.zeros_like(self.uy))
+
+    def vt(self, x: Tensor) -> Tensor:
+        return self.operator.vt(x)
+
+    def v(self, z: Tensor) -> Tensor:
+        return self.operator.v(z)
+
+
+def gaussian_sigma(noise: NoiseModel, method: str) -> float:
+    """The measurement noise std (in [0, 1] units) of a Gaussian noise model; other models
+    are refused, since the method's formula assumes Gaussian noise."""
+    if not isinstance(noise, GaussianNoise):
+        raise ValueError(f"{method} assumes Gaussian measurement noise, got {type(noise).__name__}")
+    return float(noise.sigma)
+
+
+def vjp(x0: Tensor, x: Tensor, v: Tensor, retain: bool = False) -> Tensor:
+    """``J^T v`` with ``J = d x0 / d x`` (per sample, since the prior treats rows independently)."""
+    (g,) = torch.autograd.grad(x0, x, grad_outputs=v.detach(), retain_graph=retain)
+    return g
+
+
+def solve_gram(operator, rhs: Tensor, weight: float, sigma: float, iters: int, tol: float,
+               spectrum: Optional[Spectrum] = None) -> Tensor:
+    """``A^T (weight A A^T + sigma^2 I)^{-1} rhs`` per sample, by the SVD when given, else by CG.
+
+    With the SVD: ``V [s / (weight s^2 + sigma^2)] U^T rhs`` (coordinates with ``s = 0`` give 0).
+    """
+    if spectrum is not None:
+        n = spectrum.s.shape[-1]
+        ur = _pad(operator.ut(rhs), n)
+        s = spectrum.s
+        den = weight * s ** 2 + sigma ** 2
+        coef = torch.where(spectrum.measured & (den > 0), s / den.clamp_min(1e-300), torch.zeros_like(s))
+        return spectrum.v(coef * ur)
+    from ..operators.linalg import conjugate_gradient
+    w = conjugate_gradient(lambda u: weight * operator(operator.adjoint(u)) + sigma ** 2 * u, rhs,
+                           iters=iters, tol=tol)
+    return operator.adjoint(w)
