@@ -25,15 +25,16 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], rhs: Tensor, iters: i
     rs = bdot(r, r)
     scale = bdot(rhs, rhs).clamp_min(1e-30)
     for _ in range(iters):
-        if bool((rs <= tol * scale).all()):
+        active = rs > tol * scale  # converged samples stop here, whatever the rest of the batch does
+        if not bool(active.any()):
             break
         Mp = matvec(p)
         pMp = bdot(p, Mp)
-        alpha = torch.where(pMp > 0, rs / pMp.clamp_min(1e-30), torch.zeros_like(rs))
+        alpha = torch.where(active & (pMp > 0), rs / pMp.clamp_min(1e-30), torch.zeros_like(rs))
         x = x + alpha * p
         r = r - alpha * Mp
         rs_new = bdot(r, r)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
+        beta = torch.where(active & (rs > 0), rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
         p = r + beta * p
         rs = rs_new
     return x
