@@ -243,3 +243,9 @@ def test_calibration_flags_collapsed_and_overdispersed_samplers():
     assert float(cal["coverage90"].mean()) > 0.99 and float(cal["mse_ratio"].mean()) > 4
     with pytest.raises(ValueError, match="N>=2"):
         calibration(few[:, :1], truth)
+
+
+def test_ssim_window_shrinks_for_tiny_images():
+    x, _ = images(2, 9, size=4, channels=1)
+    vals = ImageMetrics(fid=False, kid=False, lpips=False).per_image(x, x)
+    assert torch.allclose(vals["ssim"], torch.ones(2), atol=1e-5)

@@ -148,3 +148,162 @@ def test_bad_configuration_is_refused(tmp_path, shards):
         ShardSource(str(tmp_path / "empty-{000..001}.tar"))
     with pytest.raises(ValueError, match="per-shard"):
         cli(["make-shards", str(tmp_path / "imgs"), str(tmp_path / "x"), "--per-shard", "0"])
+
+
+# --- distributed prediction from shards (subprocess CLI, 2 CPU processes) ------------------
+CONFIG = """
+trainer:
+  accelerator: cpu
+  devices: 1
+  logger: false
+  enable_progress_bar: false
+  callbacks:
+    - class_path: lit_ip.lightning.writer.PredictionWriter
+      init_args:
+        output_dir: {out}
+        print_summary: false
+        evaluation:
+          class_path: lit_ip.metrics.evaluation.Evaluation
+          init_args: {{backbone_weights: {weights}, kid_subsets: 5, kid_subset_size: 6}}
+model:
+  class_path: lit_ip.lightning.sampling_module.PosteriorSamplingModule
+  init_args:
+    prior:
+      class_path: lit_ip.priors.synthetic.RandomGaussianPrior
+      init_args: {{image_shape: [3, 12, 12], seed: 0, std: 0.15}}
+    tasks:
+      inpaint:
+        operator: {{class_path: lit_ip.operators.inpainting.RandomInpainting,
+                   init_args: {{fraction_missing: 0.5, in_shape: [3, 12, 12]}}}}
+        noise: {{class_path: lit_ip.operators.noise.GaussianNoise, init_args: {{sigma: 0.05}}}}
+    methods:
+      ddrm: {{class_path: lit_ip.methods.ddrm.DDRM, init_args: {{num_steps: {steps}}}}}
+    num_samples: 2
+    seed: 0
+data:
+  class_path: lit_ip.data.shards.ShardDataModule
+  init_args: {{shards: {shards}, batch_size: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def ddp_setup(tmp_path_factory):
+    """11 images in shards of 4, 4, 3 (rank 0 gets 2 shards, rank 1 one) plus a hand-made shard
+    whose key tries to escape the output folder; random AlexNet weights for LPIPS / FID / KID."""
+    from lit_ip.metrics.backbones import AlexNetFeatures
+
+    root = tmp_path_factory.mktemp("ddp")
+    write_folder(root / "imgs", n=11, seed=3)
+    cli(["make-shards", str(root / "imgs"), str(root / "shards"), "--per-shard", "4"])
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 12), (40, 120, 200)).save(buf, format="PNG")
+    with tarfile.open(root / "shards" / "zz-hostile.tar", "w") as tar:
+        info = tarfile.TarInfo("../escape.png")
+        info.size = len(buf.getvalue())
+        tar.addfile(info, io.BytesIO(buf.getvalue()))
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in AlexNetFeatures().features.state_dict().items()}
+    torch.save(state, root / "alexnet.pth")
+    return root
+
+
+STEPS = 150  # enough sampling work for a kill to land midway
+
+
+def predict(root, out, devices, steps=STEPS, wait=True):
+    import os
+    import subprocess
+    import sys
+
+    cfg = root / f"{out}.yaml"
+    cfg.write_text(CONFIG.format(out=root / out, weights=root / "alexnet.pth", steps=steps,
+                                 shards=root / "shards"))
+    cmd = [sys.executable, "-m", "lit_ip", "predict", "--config", str(cfg), f"--trainer.devices={devices}"]
+    if devices > 1:
+        cmd += ["--trainer.strategy=ddp"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    if not wait:
+        return proc
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    return root / out
+
+
+def files(out):
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+                  and p.name != "config.yaml" and not p.parts[-2] == "figures")
+
+
+def table(out):
+    import csv
+
+    with open(out / "metrics.csv") as f:
+        return {(r["key"], r["task"], r["method"], r["sample"]): r for r in csv.DictReader(f)}
+
+
+def assert_same_run(a, b):
+    from lit_ip.io import read_png
+
+    assert files(a) == files(b)
+    for rel in files(a):
+        if rel.endswith(".png"):  # equal up to float rounding (one 8-bit level)
+            assert (read_png(a / rel) - read_png(b / rel)).abs().max() <= 1 / 255 + 1e-6, rel
+    ta, tb = table(a), table(b)
+    assert ta.keys() == tb.keys()
+    for k, row in ta.items():
+        for col, v in row.items():
+            if col in ("psnr", "ssim", "lpips", "consistency", "residual_rms", "coverage90", "mse_ratio") and v:
+                assert float(tb[k][col]) == pytest.approx(float(v), rel=1e-3, abs=1e-5), (k, col)
+    sa, sb = (json.loads((d / "summary.json").read_text())["summary"] for d in (a, b))
+    assert [(s["task"], s["method"]) for s in sa] == [(s["task"], s["method"]) for s in sb]
+    for x, y in zip(sa, sb):
+        for col in ("psnr", "ssim", "lpips", "fid", "kid_mean", "consistency", "coverage90", "mse_ratio"):
+            if col in x:
+                assert y[col] == pytest.approx(x[col], rel=1e-3, abs=1e-6), (x["method"], col)
+
+
+@pytest.fixture(scope="module")
+def one_process_run(ddp_setup):
+    return predict(ddp_setup, "one", 1)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_on_uneven_shards(ddp_setup, one_process_run):
+    one = one_process_run
+    two = predict(ddp_setup, "two", 2)
+    keys = {json.loads(p.read_text())["key"] for p in (two / "metrics").glob("*.json")}
+    assert len(keys) == 12 and "../escape" in keys  # 11 + the hostile one, each once
+    assert not (ddp_setup / "escape.png").exists() and not list(ddp_setup.glob("*/escape*"))
+    summary = json.loads((two / "summary.json").read_text())
+    row = next(s for s in summary["summary"] if s["method"] == "ddrm")
+    assert summary["missing_weights"] == [] and row["images"] == 12
+    assert {"lpips", "fid", "kid_mean", "consistency", "coverage90", "mse_ratio"} <= set(row)
+    assert (two / "inpaint" / "ddrm" / "im1_std.png").exists() and (two / "inpaint" / "ddrm" / "im1_mean.png").exists()
+    assert_same_run(one, two)
+
+
+@pytest.mark.slow
+def test_killed_two_process_run_resumes_without_loss_duplication_or_truncation(ddp_setup, one_process_run):
+    import os
+    import signal
+    import time
+
+    out = ddp_setup / "killed"
+    proc = predict(ddp_setup, "killed", 2, wait=False)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if len(list((out / "metrics").glob("*.json"))) >= 1 if (out / "metrics").exists() else False:
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its DDP child, mid-run
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    done = {p.name for p in (out / "metrics").glob("*.json")}
+    assert 1 <= len(done) < 12 and not (out / "summary.json").exists(), "the kill must land midway"
+    before = {rel: (out / rel).read_bytes() for rel in files(out) if not rel.rsplit("/", 1)[-1].startswith(".")}
+    predict(ddp_setup, "killed", 2)  # the same command again: resumes
+    assert not [p for p in out.rglob(".*.tmp")], "temporary files left behind"
+    for rel, data in before.items():  # finished outputs are kept as they were
+        assert (out / rel).read_bytes() == data, rel
+    assert_same_run(one_process_run, out)  # nothing lost or duplicated, same values and metrics

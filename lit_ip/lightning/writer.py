@@ -30,6 +30,7 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .. import io
+from ..metrics.evaluation import Evaluation, std_image
 from .figures import FigureRow, image_grid
 from .sampling_module import PosteriorSamplingModule
 
@@ -60,10 +61,15 @@ class PredictionWriter(BasePredictionWriter):
         output_dir: output folder (created).
         figure_images: columns in the per-task figure.
         print_summary: print the mean PSNR / SSIM table at the end (rank 0).
+        evaluation: LPIPS / FID / KID / consistency / calibration settings
+            (:class:`~lit_ip.metrics.evaluation.Evaluation`; default: on, weights from
+            the default folder, left out with a message when missing).
     """
 
-    def __init__(self, output_dir: str, figure_images: int = 6, print_summary: bool = True):
+    def __init__(self, output_dir: str, figure_images: int = 6, print_summary: bool = True,
+                 evaluation: Optional[Evaluation] = None):
         super().__init__(write_interval="batch")
+        self.evaluation = Evaluation() if evaluation is None else evaluation
         self.root = Path(output_dir)
         self.figure_images = int(figure_images)
         self.print_summary = bool(print_summary)
@@ -76,7 +82,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def recon_names(self, skey: str) -> list[str]:
         n = self.layout["num_samples"]
-        return [f"{skey}.png"] if n == 1 else [f"{skey}_s{k:02d}.png" for k in range(n)] + [f"{skey}_mean.png"]
+        return [f"{skey}.png"] if n == 1 else ([f"{skey}_s{k:02d}.png" for k in range(n)]
+                                              + [f"{skey}_mean.png", f"{skey}_std.png"])
 
     def expected_files(self, key: str) -> list[Path]:
         """The final outputs of ``key`` for the current configuration (ground truth aside)."""
@@ -107,7 +114,10 @@ class PredictionWriter(BasePredictionWriter):
             display[task] = "y" if is_image_shape(y_shape) else (
                 f"pinv (y has shape {tuple(y_shape)})" if has_pinv[task] else None)
         self.layout = {"pairs": pl_module.pairs, "num_samples": pl_module.num_samples,
-                       "display": display, "has_pinv": has_pinv, "run": pl_module.describe()}
+                       "display": display, "has_pinv": has_pinv, "run": pl_module.describe(),
+                       "tasks": pl_module.tasks, "seed": pl_module.seed,
+                       "nfe": {m: getattr(x, "nfe", x.num_steps) for m, x in pl_module.methods.items()}}
+        self.evaluation.setup(pl_module.pairs, pl_module.num_samples)
         self.root.mkdir(parents=True, exist_ok=True)
         pl_module.set_skip(self.is_complete)
 
@@ -117,12 +127,29 @@ class PredictionWriter(BasePredictionWriter):
             return
         for j in range(len(prediction["key"])):
             self.write_sample(prediction, j)
+        fresh = set(prediction["key"])  # finished keys skipped by a resumed run still count
+        for key, index in zip(batch["key"], batch["index"]):
+            if key not in fresh:
+                self.evaluate_written(str(key), int(index))
+
+    def evaluate_written(self, key: str, index: int) -> None:
+        """Feed the data-set metrics with a key finished by an earlier run (from its files)."""
+        skey = io.sanitize_key(key)
+        gt = self.path("ground_truth", f"{skey}.png")
+        if not gt.exists():
+            return
+        rows = json.loads(self.path("metrics", f"{skey}.json").read_text())["rows"]
+        for task, methods in self.layout["pairs"].items():
+            for m in methods:
+                self.evaluation.update_from_rows(task, m, io.read_png(self.path(task, m, self.recon_names(skey)[0])),
+                                                 io.read_png(gt), index, rows)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         pl_module.set_skip(None)
+        results = self.evaluation.compute()  # a collective: every rank, never in predict_step
         trainer.strategy.barrier("lit_ip_writer_done")
         if trainer.is_global_zero:
-            self.finalize()
+            self.finalize(results)
         trainer.strategy.barrier("lit_ip_writer_final")
 
     # --- one sample --------------------------------------------------------------
@@ -147,8 +174,13 @@ class PredictionWriter(BasePredictionWriter):
             if pinv is not None:
                 self._write_png(self.path(task, PINV, f"{skey}.png"), pinv)
                 candidates.append((PINV, 0, pinv))
+            extra = {}  # (method, sample) -> LPIPS, consistency, calibration
             for method, xs in res["recon"].items():
                 xs = xs[j]
+                extra.update(self.evaluation.row_values(
+                    task, method, xs, gt, res["y"][j], index, self.layout["tasks"][task], self.layout["seed"]))
+                if len(xs) > 1:
+                    self._write_png(self.path(task, method, f"{skey}_std.png"), std_image(xs))
                 images = list(xs) + ([xs.mean(0)] if len(xs) > 1 else [])
                 labels = list(range(len(xs))) + (["mean"] if len(xs) > 1 else [])
                 for name, img, label in zip(self.recon_names(skey), images, labels):
@@ -157,7 +189,8 @@ class PredictionWriter(BasePredictionWriter):
             if gt is not None and candidates:
                 psnr, ssim = image_metrics(torch.stack([c[2] for c in candidates]), gt[None])
                 rows += [{"key": key, "index": index, "task": task, "method": m, "sample": s,
-                          "psnr": p, "ssim": q} for (m, s, _), p, q in zip(candidates, psnr, ssim)]
+                          "psnr": p, "ssim": q, **extra.get((m, s), {})}
+                         for (m, s, _), p, q in zip(candidates, psnr, ssim)]
         self._write_metrics(skey, {"key": key, "index": index, "rows": rows})
 
     def _write_metrics(self, skey: str, record: dict) -> None:
@@ -197,15 +230,20 @@ class PredictionWriter(BasePredictionWriter):
         order = lambda s: (s["task"], not s["method"].startswith("pinv"), s["method"])  # noqa: E731
         return sorted(out, key=order)
 
-    def finalize(self) -> None:
+    def finalize(self, results: Optional[dict] = None) -> None:
         """Merge per-key metrics into tables, write summary and figures (all ranks are done)."""
         for stale in self.root.rglob(".*.tmp"):  # left by an interrupted earlier run
             stale.unlink(missing_ok=True)
         rows = self.load_rows()
-        io.write_csv(self.path("metrics.csv"), rows, COLUMNS)
-        io.write_text(self.path("metrics.md"), io.markdown_table(rows, COLUMNS))
+        columns = COLUMNS + self.evaluation.columns
+        io.write_csv(self.path("metrics.csv"), rows, columns)
+        io.write_text(self.path("metrics.md"), io.markdown_table(rows, columns))
         self.summary = self.summarize(rows)
+        for s in self.summary:  # data-set LPIPS / FID / KID / consistency / calibration
+            s.update((results or {}).get((s["task"], s["method"]), {}))
         io.write_json(self.path("summary.json"), {
+            "nfe": self.layout["nfe"], "missing_weights": self.evaluation.missing,
+            "evaluation": self.evaluation.describe(),
             "summary": self.summary, "num_images": len({r["key"] for r in rows}),
             "num_samples": self.layout["num_samples"], "measurement_shown_as": self.layout["display"],
             "run": self.layout["run"].splitlines(),
@@ -213,7 +251,9 @@ class PredictionWriter(BasePredictionWriter):
         for task in self.layout["pairs"]:
             self.write_figure(task)
         if self.print_summary:
-            cols = ("task", "method", "images", "psnr", "ssim")
+            cols = ("task", "method", "images", "psnr", "ssim") + tuple(
+                c for c in ("lpips", "fid", "kid_mean", "consistency", "coverage90", "mse_ratio")
+                if any(c in s for s in self.summary))
             print(f"\nPosterior sampling summary ({self.root}):\n" + io.markdown_table(self.summary, cols))
             for s in self.summary:
                 if s["nan"]:

@@ -41,8 +41,28 @@ class FID(FrechetInceptionDistance):
 def missing_backbone_message(path) -> str:
     return (f"LPIPS, FID and KID need AlexNet backbone weights, but {str(path)!r} does not exist. "
             f"Put torchvision's {ALEXNET_FILE} there (or in the folder named by $LIT_IP_WEIGHTS), "
-            f"or give its path as `backbone_weights` in the metrics config. "
+            f"or give its path in the config (PredictionWriter: `evaluation.init_args.backbone_weights`). "
             f"Computing the other metrics without them.")
+
+
+def ssim_window(size) -> dict:
+    """SSIM's Gaussian window: 11 pixels with sigma 1.5, shrunk (window and sigma) to the
+    largest odd size that fits an image under 11 pixels."""
+    k = min(11, *size)
+    k = max(k if k % 2 else k - 1, 1)
+    return {"kernel_size": k, "sigma": 1.5 * k / 11}
+
+
+def default_backbone(backbone_weights: Optional[str] = None) -> tuple[Optional[nn.Module], list[str]]:
+    """The AlexNet backbone from ``backbone_weights`` (or the default folder), or ``None``
+    and the message saying which file is missing."""
+    path = backbone_weights or weights_dir() / ALEXNET_FILE
+    try:
+        return AlexNetFeatures(weights=str(path)), []
+    except FileNotFoundError:
+        msg = missing_backbone_message(path)
+        warnings.warn(msg)
+        return None, [msg]
 
 
 class ImageMetrics(nn.Module):
@@ -68,12 +88,7 @@ class ImageMetrics(nn.Module):
         super().__init__()
         self.missing: list[str] = []
         if backbone is None and (fid or kid or lpips):
-            path = backbone_weights or weights_dir() / ALEXNET_FILE
-            try:
-                backbone = AlexNetFeatures(weights=str(path))
-            except FileNotFoundError:
-                self.missing.append(missing_backbone_message(path))
-                warnings.warn(self.missing[-1])
+            backbone, self.missing = default_backbone(backbone_weights)
             if backbone is not None and lpips_heads is None:
                 lpips_heads = str(shipped_heads("alex"))
         feats = PooledFeatures(backbone) if backbone is not None else None
@@ -85,7 +100,8 @@ class ImageMetrics(nn.Module):
         self.names = BASE_NAMES + (("lpips",) if self.lpips is not None else ()) + self.extra
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"duplicate per-image metric names: {self.names}")
-        self.means = MetricCollection({n: MeanMetric() for n in self.names}, compute_groups=False)
+        self.means = MetricCollection({n: MeanMetric(nan_strategy="ignore") for n in self.names},
+                                      compute_groups=False)  # NaN: not applicable (e.g. sigma 0)
 
     # --- per batch (local) ---------------------------------------------------
     @torch.no_grad()
@@ -96,7 +112,8 @@ class ImageMetrics(nn.Module):
                              f"got {tuple(pred.shape)} and {tuple(target.shape)}")
         pred, target = pred.float(), target.float()
         out = {"psnr": peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3)),
-               "ssim": structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")}
+               "ssim": structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none",
+                                                           **ssim_window(pred.shape[-2:]))}
         if self.lpips is not None:
             out["lpips"] = self.lpips(pred, target)
         return out
