@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from torch.utils.data import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,32 @@ def output_files(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in root.rglob("*")
             if p.is_file() and p.suffix in (".png", ".json") and p.parent.name != "figures"
             and p.parent != root}
+
+
+def load_config(path: Path = TOY_CONFIG) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def small_toy_config(dst: Path, tasks, methods, num_steps: int = 8, num_samples: int = 1,
+                     items: int = 6, batch_size: int = 4, source_wrapper=None) -> Path:
+    """A cut-down copy of the toy config (chosen tasks and methods, fewer steps), written to ``dst``.
+
+    ``source_wrapper(spec) -> spec`` may wrap the data-source spec (e.g. in ``JournaledSource``).
+    """
+    cfg = load_config()
+    model = cfg["model"]["init_args"]
+    model["tasks"] = {k: model["tasks"][k] for k in tasks}
+    model["methods"] = {k: model["methods"][k] for k in methods}
+    for spec in model["methods"].values():
+        spec.setdefault("init_args", {})["num_steps"] = num_steps
+    model["num_samples"] = num_samples
+    data = cfg["data"]["init_args"]
+    data["source"]["init_args"]["num_samples"] = items
+    data["batch_size"] = batch_size
+    if source_wrapper is not None:
+        data["source"] = source_wrapper(data["source"])
+    dst.write_text(yaml.safe_dump(cfg))
+    return dst
 
 
 @pytest.fixture(scope="session")

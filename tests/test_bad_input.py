@@ -90,7 +90,7 @@ def test_unknown_class_path_names_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["lit-ip"])
     with pytest.raises(SystemExit) as err:
         main(predict_args(TOY_CONFIG, tmp_path,
-                          "--model.init_args.methods.ddpm_unconditional.class_path=lit_ip.methods.base.NoSuchMethod"))
+                          "--model.init_args.methods.dps.class_path=lit_ip.methods.base.NoSuchMethod"))
     assert err.value.code != 0
     assert "NoSuchMethod" in capsys.readouterr().err
 

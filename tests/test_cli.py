@@ -12,10 +12,12 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from lit_ip.cli import TOOLS, main
 from lit_ip.io import read_png
 
-from conftest import TOY_CONFIG, predict_args
+from conftest import TOY_CONFIG, load_config, predict_args, small_toy_config
 
-KEYS = [f"sample_{i:05d}" for i in range(8)]  # gaussian_toy: 8 prior draws
-TASKS = ("denoise", "inpaint")
+_TOY = load_config()
+KEYS = [f"sample_{i:05d}" for i in range(_TOY["data"]["init_args"]["source"]["init_args"]["num_samples"])]
+TASKS = tuple(_TOY["model"]["init_args"]["tasks"])
+METHODS = tuple(_TOY["model"]["init_args"]["methods"])
 
 
 def read_csv(path):
@@ -29,7 +31,7 @@ def test_toy_config_writes_every_output(toy_run):
         assert (out / "ground_truth" / f"{key}.png").is_file()
         assert (out / "metrics" / f"{key}.json").is_file()
         for task in TASKS:
-            for sub in ("measurement", "pinv", "ddpm_unconditional"):
+            for sub in ("measurement", "pinv") + METHODS:
                 assert (out / task / sub / f"{key}.png").is_file(), (task, sub, key)
     for task in TASKS:
         fig = read_png(out / "figures" / f"{task}.png")
@@ -44,7 +46,7 @@ def test_metrics_table_matches_written_images(toy_run):
     rows = read_csv(out / "metrics.csv")
     ids = Counter((r["key"], r["task"], r["method"], r["sample"]) for r in rows)
     assert set(k for k, *_ in ids) == set(KEYS) and max(ids.values()) == 1
-    assert {(t, m) for _, t, m, _ in ids} == {(t, m) for t in TASKS for m in ("pinv", "ddpm_unconditional")}
+    assert {(t, m) for _, t, m, _ in ids} == {(t, m) for t in TASKS for m in ("pinv",) + METHODS}
     for r in rows:  # PSNR recomputed from the 8-bit PNGs agrees up to quantisation
         sub = "pinv" if r["method"] == "pinv" else r["method"]
         x = read_png(out / r["task"] / sub / f"{r['key']}.png")
@@ -57,28 +59,39 @@ def test_metrics_table_matches_written_images(toy_run):
         method = "pinv" if s["method"] == "pinv (baseline)" else s["method"]
         vals = [float(r["psnr"]) for r in rows if r["task"] == s["task"] and r["method"] == method]
         assert s["images"] == len(KEYS) and s["psnr"] == pytest.approx(sum(vals) / len(vals), rel=1e-6)
-    assert summary["measurement_shown_as"] == {"denoise": "y", "inpaint": "y"}
+    shown = summary["measurement_shown_as"]
+    assert shown["cs"] == "pinv (y has shape (24,))"  # compressed sensing: y is a vector
+    assert all(shown[t] == "y" for t in TASKS if t != "cs")
+
+
+def test_exact_method_beats_baselines_on_the_gaussian_toy(toy_run):
+    """Moment matching samples the exact posterior of the Gaussian prior: it must beat both the
+    pseudo-inverse and unconditional sampling on every task (ignoring y would not)."""
+    _, out = toy_run
+    summary = {(s["task"], s["method"]): s["psnr"] for s in json.loads((out / "summary.json").read_text())["summary"]}
+    for t in TASKS:
+        exact = summary[(t, "moment_matching")]
+        assert exact > summary[(t, "pinv (baseline)")] and exact > summary[(t, "unconditional")] + 3, t
 
 
 def test_measurement_is_noisy_operator_output(toy_run):
-    """The denoising measurement PNG is the ground truth plus noise of std ~0.1 (the config's sigma)."""
+    """The denoising measurement PNG is the ground truth plus noise of the config's sigma."""
     _, out = toy_run
+    sigma = _TOY["model"]["init_args"]["tasks"]["denoise"]["noise"]["init_args"]["sigma"]
     diffs = torch.cat([(read_png(out / "denoise" / "measurement" / f"{k}.png")
                         - read_png(out / "ground_truth" / f"{k}.png")).flatten() for k in KEYS])
     inside = diffs.abs() < 0.4  # ignore the few pixels clipped at 0 or 1
-    assert 0.08 < float(diffs[inside].std()) < 0.12
+    assert 0.8 * sigma < float(diffs[inside].std()) < 1.2 * sigma
 
 
 def test_predict_defaults_to_not_keeping_predictions(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["lit-ip"])
-    cli = main(predict_args(TOY_CONFIG, tmp_path / "a", "--data.init_args.source.init_args.num_samples=2",
-                            "--model.init_args.methods.ddpm_unconditional.init_args.num_steps=2"))
+    small = small_toy_config(tmp_path / "small.yaml", ["denoise"], ["unconditional"], num_steps=2, items=2)
+    cli = main(predict_args(small, tmp_path / "a"))
     assert cli.config["predict"]["return_predictions"] is False
     assert cli.trainer.predict_loop.return_predictions is False
     assert cli.trainer.default_root_dir == str(tmp_path / "a")
-    cli = main(predict_args(TOY_CONFIG, tmp_path / "b", "--data.init_args.source.init_args.num_samples=2",
-                            "--model.init_args.methods.ddpm_unconditional.init_args.num_steps=2",
-                            "--return_predictions=true"))
+    cli = main(predict_args(small, tmp_path / "b", "--return_predictions=true"))
     assert cli.trainer.predict_loop.return_predictions is True
 
 
