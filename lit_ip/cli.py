@@ -11,6 +11,7 @@ Utility subcommands that are not Lightning runs are dispatched through
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -20,6 +21,17 @@ TOOLS: dict[str, str] = {
     "report": "lit_ip.reports:main",
     "memorization": "lit_ip.metrics.memorization:main",
 }
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (jsonargparse wraps a constructor's error)."""
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
 
 
 def _cli_class():
@@ -32,7 +44,20 @@ def _cli_class():
           writes every batch, nothing is kept in memory (pass ``true`` to keep them).
         * For ``predict``, an unset ``trainer.default_root_dir`` becomes the output folder
           of the configured prediction writer, so ``config.yaml`` lands next to the outputs.
+        * An error while building the objects of the config (bad sigma, missing prior, ...)
+          is reported as its root cause in one line (``LIT_IP_TRACEBACK=1`` for the traceback).
         """
+
+        def instantiate_classes(self) -> None:
+            try:
+                super().instantiate_classes()
+            except Exception as e:
+                if os.environ.get("LIT_IP_TRACEBACK"):
+                    raise
+                cause = _root_cause(e)
+                print(f"lit-ip: error: cannot build the configuration: {type(cause).__name__}: {cause}\n"
+                      f"(set LIT_IP_TRACEBACK=1 for the full traceback)", file=sys.stderr)
+                raise SystemExit(1) from e
 
         def before_instantiate_classes(self) -> None:
             if self.subcommand != "predict":

@@ -52,13 +52,20 @@ def test_negative_sigma():
         GaussianNoise(-0.1)
 
 
-def test_negative_sigma_in_config_fails_the_cli(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("override, message", [
+    ("--model.init_args.tasks.denoise.noise.init_args.sigma=-0.1",
+     "ValueError: noise sigma must be a finite number >= 0 (in [0, 1] image units), got -0.1"),
+    ("--model.init_args.tasks.denoise.operator.init_args.in_shape=[1, 4, 4]",
+     "task 'denoise': operator Identity takes images of shape (1, 4, 4), but the prior "
+     "RandomGaussianPrior makes images of shape (1, 8, 8)"),
+])
+def test_config_errors_fail_the_cli_with_the_cause(override, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["lit-ip"])
-    with pytest.raises((SystemExit, ValueError)) as err:
-        main(predict_args(TOY_CONFIG, tmp_path, "--model.init_args.tasks.denoise.noise.init_args.sigma=-0.1"))
-    if err.type is SystemExit:
-        assert err.value.code != 0
-    assert "sigma must be a finite number >= 0" in str(err.value) + capsys.readouterr().err
+    monkeypatch.delenv("LIT_IP_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as err:
+        main(predict_args(TOY_CONFIG, tmp_path, override))
+    assert err.value.code == 1
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "metrics").exists()
 
 
