@@ -307,3 +307,26 @@ def test_killed_two_process_run_resumes_without_loss_duplication_or_truncation(d
     for rel, data in before.items():  # finished outputs are kept as they were
         assert (out / rel).read_bytes() == data, rel
     assert_same_run(one_process_run, out)  # nothing lost or duplicated, same values and metrics
+
+
+def test_predict_stops_on_a_damaged_sample_or_skips_and_lists_it(ddp_setup, tmp_path):
+    import yaml
+
+    folder = tmp_path / "imgs"
+    write_folder(folder, n=5, seed=4)
+    (folder / "im2.png").write_bytes(b"\x89PNG broken")
+    cli(["make-shards", str(folder), str(tmp_path / "shards"), "--per-shard", "5"])
+    cfg = yaml.safe_load(CONFIG.format(out=tmp_path / "out", weights=ddp_setup / "alexnet.pth", steps=3,
+                                       shards=tmp_path / "shards"))
+    cfg["trainer"]["callbacks"][0]["init_args"]["evaluation"]["init_args"]["kid_subset_size"] = 2
+    cfg["data"]["init_args"]["batch_size"] = 1
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ShardError, match=r"shard-000000\.tar, key 'im2'.*cannot decode"):
+        cli(["predict", "--config", str(tmp_path / "c.yaml")])
+    kept = {p.name for p in (tmp_path / "out" / "metrics").glob("*.json")}
+    assert kept == {"im1.json"}  # the batch before the damaged sample is written and stays
+    cli(["predict", "--config", str(tmp_path / "c.yaml"), "--data.init_args.on_error=skip"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [(r["key"], r["shard"].split("/")[-1]) for r in summary["skipped_samples"]] == [("im2", "shard-000000.tar")]
+    done = {json.loads(p.read_text())["key"] for p in (tmp_path / "out" / "metrics").glob("*.json")}
+    assert done == {"im1", "im4", "sub/im0", "sub/im3"}

@@ -319,6 +319,14 @@ class ShardDataModule(LightningDataModule):
         if self.source is not None:
             self.source.exclude(skip_key)
 
+    def report_skipped_to(self, errors_dir) -> None:
+        """List skipped samples in ``errors_dir`` unless configured otherwise (the prediction
+        writer points this into its output folder so the run summary can list them)."""
+        if self.errors_dir is None:
+            self.errors_dir = str(errors_dir)
+            if self.source is not None:
+                self.source.errors_dir = self.errors_dir
+
     def setup(self, stage: Optional[str] = None) -> None:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)

@@ -30,6 +30,7 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .. import io
+from ..data.shards import read_skipped
 from ..metrics.evaluation import Evaluation, std_image
 from .figures import FigureRow, image_grid
 from .sampling_module import PosteriorSamplingModule
@@ -120,6 +121,11 @@ class PredictionWriter(BasePredictionWriter):
         self.evaluation.setup(pl_module.pairs, pl_module.num_samples)
         self.root.mkdir(parents=True, exist_ok=True)
         pl_module.set_skip(self.is_complete)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        dm = trainer.datamodule  # data sources that skip damaged samples list them here
+        if dm is not None and hasattr(dm, "report_skipped_to"):
+            dm.report_skipped_to(self.root / "skipped")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
@@ -243,6 +249,7 @@ class PredictionWriter(BasePredictionWriter):
             s.update((results or {}).get((s["task"], s["method"]), {}))
         io.write_json(self.path("summary.json"), {
             "nfe": self.layout["nfe"], "missing_weights": self.evaluation.missing,
+            "skipped_samples": read_skipped(self.root / "skipped"),
             "evaluation": self.evaluation.describe(),
             "summary": self.summary, "num_images": len({r["key"] for r in rows}),
             "num_samples": self.layout["num_samples"], "measurement_shown_as": self.layout["display"],
@@ -255,6 +262,9 @@ class PredictionWriter(BasePredictionWriter):
                 c for c in ("lpips", "fid", "kid_mean", "consistency", "coverage90", "mse_ratio")
                 if any(c in s for s in self.summary))
             print(f"\nPosterior sampling summary ({self.root}):\n" + io.markdown_table(self.summary, cols))
+            skipped = read_skipped(self.root / "skipped")
+            if skipped:
+                print(f"WARNING: {len(skipped)} damaged samples skipped (listed in summary.json)")
             for s in self.summary:
                 if s["nan"]:
                     print(f"WARNING: {s['method']} on {s['task']}: {s['nan']} outputs are NaN (diverged)")
