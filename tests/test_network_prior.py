@@ -99,6 +99,21 @@ def test_wrong_output_shape_is_refused():
         prior.denoise(torch.zeros(2, *SHAPE), 10.0)
 
 
+def test_clip_x0_projects_onto_the_data_range():
+    class Wild(nn.Module):
+        def forward(self, x, t):
+            return 50 * torch.randn_like(x)
+
+    x = torch.rand(4, *SHAPE)
+    raw = NetworkPrior(Wild(), VPPath(), "eps", SHAPE).denoise(x, 900.0)
+    assert raw.min() < 0 and raw.max() > 1
+    torch.manual_seed(0)
+    clipped = NetworkPrior(Wild(), VPPath(), "eps", SHAPE, clip_x0=True).denoise(x, 900.0)
+    torch.manual_seed(0)
+    again = NetworkPrior(Wild(), VPPath(), "eps", SHAPE).denoise(x, 900.0)
+    assert torch.equal(clipped, again.clamp(0, 1))
+
+
 def _tiny_unet(channels=(8, 16), c=1):
     return DiffusersUNet(in_channels=c, sample_size=8, block_out_channels=channels,
                          layers_per_block=1, norm_num_groups=4)
@@ -117,9 +132,11 @@ def test_learned_sigma_adapter_keeps_first_channels():
 
 def test_prior_directory_round_trip(tmp_path):
     net = _tiny_unet()
-    save_prior_dir(tmp_path / "p", net.unet, RectifiedFlowPath(), "velocity", (-1, 1), (1, 8, 8), 999.0)
-    prior = PretrainedPrior(str(tmp_path / "p"))
-    assert prior.prediction == "velocity" and prior.time_scale == 999.0
+    save_prior_dir(tmp_path / "p", net.unet, RectifiedFlowPath(), "velocity", (-1, 1), (1, 8, 8), 999.0,
+                   clip_x0=True)
+    assert PretrainedPrior(str(tmp_path / "p")).clip_x0
+    prior = PretrainedPrior(str(tmp_path / "p"), clip_x0=False)
+    assert prior.prediction == "velocity" and prior.time_scale == 999.0 and not prior.clip_x0
     assert prior.image_shape == (1, 8, 8) and prior.path.kind == "rf"
     x = torch.rand(2, 1, 8, 8)
     ref = NetworkPrior(net, RectifiedFlowPath(), "velocity", (1, 8, 8), (-1, 1), 999.0)

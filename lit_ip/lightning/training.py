@@ -56,6 +56,8 @@ class DiffusionTraining(LightningModule):
             (fine-tuning); loaded strictly.
         freeze: parameter-name prefixes (e.g. ``"unet.down_blocks"``) kept fixed.
         val_levels: number of fixed noise levels at which held-out loss is measured.
+        clip_x0: recorded in the exported prior as its default for clamping ``x0_hat`` to [0, 1]
+            (also used for the sample grids); training itself never clamps.
     """
 
     def __init__(self, network: Optional[nn.Module] = None, path: Optional[NoisePath] = None,
@@ -64,7 +66,7 @@ class DiffusionTraining(LightningModule):
                  lr: float = 2e-4, weight_decay: float = 0.0, betas: Sequence[float] = (0.9, 0.999),
                  warmup_steps: int = 100, lr_schedule: str = "cosine", min_lr_ratio: float = 0.1,
                  ema_decay: float = 0.999, init_from: Optional[str] = None,
-                 freeze: Sequence[str] = (), val_levels: int = 8):
+                 freeze: Sequence[str] = (), val_levels: int = 8, clip_x0: bool = True):
         super().__init__()
         if prediction not in P.PREDICTIONS:
             raise ValueError(f"unknown prediction type {prediction!r}; known: {P.PREDICTIONS}")
@@ -86,6 +88,7 @@ class DiffusionTraining(LightningModule):
         self.lr, self.weight_decay, self.betas = float(lr), float(weight_decay), tuple(betas)
         self.warmup_steps, self.lr_schedule, self.min_lr_ratio = int(warmup_steps), lr_schedule, float(min_lr_ratio)
         self.ema_decay, self.val_levels = float(ema_decay), int(val_levels)
+        self.clip_x0 = bool(clip_x0)
         self.init_from = init_from
         self._freeze(freeze)
         self.ema_network = copy.deepcopy(network).requires_grad_(False).eval()
@@ -189,7 +192,7 @@ class DiffusionTraining(LightningModule):
         if self.image_shape is None:
             raise ValueError("image_shape is unknown before the first training batch; pass image_shape")
         return NetworkPrior(self.ema_network if ema else self.network, self.path, self.prediction,
-                            self.image_shape, self.data_range, self.time_scale)
+                            self.image_shape, self.data_range, self.time_scale, clip_x0=self.clip_x0)
 
     def export_prior(self, directory, extra: Optional[dict] = None) -> Path:
         """Write the EMA network as a prior directory (our format)."""
@@ -200,7 +203,7 @@ class DiffusionTraining(LightningModule):
         if self.image_shape is None:
             raise ValueError("image_shape is unknown (no batch seen); pass image_shape")
         return save_prior_dir(directory, unet, self.path, self.prediction, self.data_range,
-                              self.image_shape, self.time_scale, extra)
+                              self.image_shape, self.time_scale, self.clip_x0, extra)
 
 
 class _Unobserved(Operator):

@@ -8,7 +8,9 @@ The network works in its *native* data range ``[lo, hi]`` on its native path
     x0_hat   = (x0_native_hat - lo) / s,
 
 where ``x0_native_hat = x0_from(prediction, network(x_native, t * time_scale), x_native, a, b, a', b')``
-(:mod:`lit_ip.priors.parameterization`, native coefficients).
+(:mod:`lit_ip.priors.parameterization`, native coefficients). With ``clip_x0`` the estimate is
+clamped to [0, 1]: the exact ``E[x0 | x_t]`` of data in [0, 1] lies in [0, 1], so the clamp only
+removes network error (the ``clip_denoised`` / ``clip_sample`` default of DDPM samplers).
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ class NetworkPrior(Prior):
         time_scale: factor from path time to network time (e.g. 999 for flows trained on ``999 t``).
         data_mean, data_var: [0, 1]-unit data statistics; default ``0.5`` and ``1 / (hi - lo)^2``
             (unit variance in native units, the paper convention; 0.25 for [-1, 1] networks).
+        clip_x0: clamp ``x0_hat`` to [0, 1] (off by default: the raw network estimate).
     """
 
     def __init__(self, network: nn.Module, path: NoisePath, prediction: str = "eps",
                  image_shape: Sequence[int] = (3, 32, 32), data_range: Sequence[float] = (-1.0, 1.0),
                  time_scale: float = 1.0, data_mean: Optional[float] = None,
-                 data_var: Optional[float] = None):
+                 data_var: Optional[float] = None, clip_x0: bool = False):
         if prediction not in P.PREDICTIONS:
             raise ValueError(f"unknown prediction type {prediction!r}; known: {P.PREDICTIONS}")
         lo, hi = (float(v) for v in data_range)
@@ -54,6 +57,7 @@ class NetworkPrior(Prior):
         self.prediction = prediction
         self.data_range = (lo, hi)
         self.time_scale = float(time_scale)
+        self.clip_x0 = bool(clip_x0)
 
     def network_output(self, x_native: Tensor, t) -> Tensor:
         """The raw network prediction at native input ``x_native`` and path time ``t``."""
@@ -75,8 +79,9 @@ class NetworkPrior(Prior):
         x_native = (hi - lo) * x_t + a * lo
         out = self.network_output(x_native, t)
         x0_native = P.x0_from(self.prediction, out, x_native, a, b, da, db)
-        return (x0_native - lo) / (hi - lo)
+        x0 = (x0_native - lo) / (hi - lo)
+        return x0.clamp(0, 1) if self.clip_x0 else x0
 
     def extra_repr(self) -> str:
         return (f"prediction={self.prediction!r}, path={self.native_path!r}, data_range={self.data_range}, "
-                f"image_shape={self.image_shape}, time_scale={self.time_scale}")
+                f"image_shape={self.image_shape}, time_scale={self.time_scale}, clip_x0={self.clip_x0}")

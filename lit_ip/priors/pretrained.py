@@ -4,7 +4,8 @@ A prior directory holds
 
 * ``config.json`` + ``diffusion_pytorch_model.safetensors`` -- a diffusers ``UNet2DModel``;
 * ``prior.json`` -- ``{"path": NoisePath.config(), "prediction": ..., "data_range": [lo, hi],
-  "image_shape": [C, H, W], "time_scale": ...}``.
+  "image_shape": [C, H, W], "time_scale": ...}``, optionally ``"clip_x0": bool`` (the
+  default for :class:`PretrainedPrior`'s ``clip_x0``; false when absent).
 
 A bare name (no path separator, not an existing directory) resolves to the shipped
 prior ``lit_ip/assets/priors/<name>/`` (see :func:`shipped_priors`).
@@ -65,13 +66,14 @@ def load_network(path_or_name: Union[str, os.PathLike]) -> DiffusersUNet:
 
 def save_prior_dir(directory: Union[str, os.PathLike], unet: nn.Module, path: NoisePath,
                    prediction: str, data_range: Sequence[float], image_shape: Sequence[int],
-                   time_scale: float = 1.0, extra: Optional[dict] = None) -> Path:
+                   time_scale: float = 1.0, clip_x0: bool = False, extra: Optional[dict] = None) -> Path:
     """Write a prior directory (``path`` in the network's native units)."""
     d = Path(directory)
     save_unet_dir(unet, d)
     meta = {"path": path.config(), "prediction": prediction,
             "data_range": [float(v) for v in data_range],
-            "image_shape": [int(s) for s in image_shape], "time_scale": float(time_scale)}
+            "image_shape": [int(s) for s in image_shape], "time_scale": float(time_scale),
+            "clip_x0": bool(clip_x0)}
     meta.update(extra or {})
     (d / PRIOR_FILE).write_text(json.dumps(meta, indent=2))
     return d
@@ -83,9 +85,11 @@ class PretrainedPrior(NetworkPrior):
     Args:
         path_or_name: directory, or shipped name (e.g. ``"faces_ddpm"``).
         image_shape: run on another image size than the one trained on (convolutional networks).
+        clip_x0: clamp ``x0_hat`` to [0, 1] (see :class:`NetworkPrior`); default from ``prior.json``.
     """
 
-    def __init__(self, path_or_name: str, image_shape: Optional[Sequence[int]] = None):
+    def __init__(self, path_or_name: str, image_shape: Optional[Sequence[int]] = None,
+                 clip_x0: Optional[bool] = None):
         d = resolve_prior_dir(path_or_name)
         meta = read_prior_json(d)
         network = load_network(d)
@@ -94,7 +98,8 @@ class PretrainedPrior(NetworkPrior):
             raise ValueError(f"image_shape {shape} has {shape[0]} channels but the network in {d} "
                              f"takes {network.in_channels}")
         super().__init__(network, path_from_config(meta["path"]), meta["prediction"],
-                         meta["image_shape"], meta["data_range"], meta.get("time_scale", 1.0))
+                         meta["image_shape"], meta["data_range"], meta.get("time_scale", 1.0),
+                         clip_x0=meta.get("clip_x0", False) if clip_x0 is None else clip_x0)
         self.source = str(d)
         if image_shape is not None:
             factor = network.downsampling_factor
