@@ -249,3 +249,45 @@ def test_ssim_window_shrinks_for_tiny_images():
     x, _ = images(2, 9, size=4, channels=1)
     vals = ImageMetrics(fid=False, kid=False, lpips=False).per_image(x, x)
     assert torch.allclose(vals["ssim"], torch.ones(2), atol=1e-5)
+
+
+def test_evaluation_fresh_and_read_back_paths_agree():
+    """A resumed run feeds finished keys from their PNGs and table rows; the data-set values
+    must equal those of the run that computed them fresh."""
+    from types import SimpleNamespace
+
+    from lit_ip.metrics.evaluation import Evaluation, as_png, std_image
+    from lit_ip.operators.noise import GaussianNoise
+
+    class Half(torch.nn.Module):  # a toy operator: keep the left half of the image
+        def forward(self, x):
+            return x[..., :8]
+
+    spec = SimpleNamespace(operator=SimpleNamespace(bind=lambda idx, seed: Half()), noise=GaussianNoise(0.05))
+    fresh, reread = (Evaluation(backbone=tiny_backbone(5), kid_subsets=3, kid_subset_size=4) for _ in range(2))
+    for ev in (fresh, reread):
+        torch.manual_seed(0)  # the same random LPIPS heads (real runs load them from a file)
+        ev.setup({"half": ["m"]}, num_samples=3)
+    g = torch.Generator().manual_seed(0)
+    for i in range(5):
+        gt = torch.rand(3, 16, 16, generator=g, dtype=F32)
+        samples = (gt + 0.1 * torch.randn(3, 3, 16, 16, generator=g, dtype=F32)).clamp(0, 1)
+        y = gt[..., :8] + 0.05 * torch.randn(3, 16, 8, generator=g, dtype=F32)
+        vals = fresh.row_values("half", "m", samples, gt, y, i, spec, seed=0)
+        assert set(vals) == {("m", 0), ("m", 1), ("m", 2), ("m", "mean")}
+        assert 0.5 < vals[("m", 0)]["consistency"] < 5 and 0 <= vals[("m", "mean")]["coverage90"] <= 1
+        rows = [dict(task="half", method="m", sample=s, **v) for (_, s), v in vals.items()]
+        reread.update_from_rows("half", "m", as_png(samples[0]), as_png(gt), i, json_roundtrip(rows))
+        assert torch.allclose(std_image(samples), (2 * samples.std(0)).clamp(0, 1))
+    a, b = fresh.compute()[("half", "m")], reread.compute()[("half", "m")]
+    assert set(a) >= {"lpips", "fid", "kid_mean", "consistency", "coverage90", "mse_ratio"}
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-9), k
+    assert set(fresh.columns) == {"lpips", "consistency", "residual_rms", "coverage90", "mse_samples",
+                                  "mse_mean", "mse_ratio"}
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
