@@ -55,11 +55,15 @@ def methods():
         ("REDDiff 300 steps, lr .02", lambda: REDDiff(300, lr=0.02), 200),
         ("DMPlug 3 steps, 300 it, lr 2e-2, ES-WMV", lambda: DMPlug(3, 300, 2e-2), 200),
         ("DMPlug 3 steps, 300 it, lr 2e-2, last", lambda: DMPlug(3, 300, 2e-2, select="last"), 200),
-        ("TDS K=1", lambda: TDS(n, num_particles=1), 1000),
-        ("TDS K=4", lambda: TDS(n, num_particles=4), 1000),
-        ("TDS K=16", lambda: TDS(n, num_particles=16), 500),
-        ("TDS K=16, 200 steps", lambda: TDS(2 * n, num_particles=16), 500),
-        ("TDS K=64", lambda: TDS(n, num_particles=64), 200),
+        ("TDS K=1 (paper twist)", lambda: TDS(n, num_particles=1), 1000),
+        ("TDS K=4 (paper twist)", lambda: TDS(n, num_particles=4), 1000),
+        ("TDS K=16 (paper twist)", lambda: TDS(n, num_particles=16), 500),
+        ("TDS K=16 (paper twist), 200 steps", lambda: TDS(2 * n, num_particles=16), 500),
+        ("TDS K=1 (PiGDM twist)", lambda: TDS(n, num_particles=1, twist="pigdm"), 1000),
+        ("TDS K=4 (PiGDM twist)", lambda: TDS(n, num_particles=4, twist="pigdm"), 1000),
+        ("TDS K=16 (PiGDM twist)", lambda: TDS(n, num_particles=16, twist="pigdm"), 500),
+        ("TDS K=16 (PiGDM twist), 200 steps", lambda: TDS(2 * n, num_particles=16, twist="pigdm"), 500),
+        ("TDS K=64 (PiGDM twist)", lambda: TDS(n, num_particles=64, twist="pigdm"), 300),
     ]
 
 

@@ -4,9 +4,11 @@ number of particles grows) for the posterior ``p_theta(x0) p(y | x0)`` of the sa
 
 Per measurement, ``K`` particles ``x_t^k`` follow, for each step ``t -> t'``:
 
-* twisting function (here PiGDM's Gaussian, Song et al. 2023, Eq. 6, through the SVD)
-  ``p~_t(y | x_t) = N(U^T y; s * V^T x0_hat(x_t), sigma_y^2 + r_t^2 s^2)`` on the measured
-  coordinates, ``r_t^2 = v sigma^2 / (v + sigma^2)``, ``sigma = b / a``, ``v`` the prior's data_var;
+* twisting function: by default the paper's ``p~_t(y | x_t) = p(y | x0 = x0_hat(x_t))``, i.e.
+  ``N(U^T y; s * V^T x0_hat(x_t), sigma_y^2)`` on the measured coordinates of the SVD; or PiGDM's
+  Gaussian (Song et al. 2023, Eq. 6), which widens it by the uncertainty of ``x0_hat``: variance
+  ``sigma_y^2 + r_t^2 s^2``, ``r_t^2 = v sigma^2 / (v + sigma^2)``, ``sigma = b / a``, ``v`` the prior's
+  data_var;
 * proposal: the model's ancestral (DDPM) step with the twisted score, i.e. with
   ``x0_c = x0_hat + (b^2 / a) grad log p~_t(y | x_t)`` in place of ``x0_hat``:
   ``q(x' | x) = N(mu(x0_c), c^2)``, while the model's transition is ``p(x' | x) = N(mu(x0_hat), c^2)``;
@@ -64,16 +66,23 @@ class TDS(Method):
         num_particles: particles per measurement ``K`` (exact as ``K -> inf``; ``K = 1`` is plain
             twisted guidance without correction).
         ess_threshold: resample when ESS < ``ess_threshold * K`` (1 = every step).
+        twist: ``"tweedie"`` (the paper's ``p(y | x0 = x0_hat(x_t))``, default) or ``"pigdm"`` (wider:
+            a better proposal on its own, ``K = 1``; both are consistent as ``K`` grows).
     """
 
     requires = ("svd",)
 
-    def __init__(self, num_steps: int = 100, num_particles: int = 16, ess_threshold: float = 0.5):
+    TWISTS = ("pigdm", "tweedie")
+
+    def __init__(self, num_steps: int = 100, num_particles: int = 16, ess_threshold: float = 0.5,
+                 twist: str = "tweedie"):
         super().__init__(num_steps)
         if int(num_particles) < 1 or not 0 <= float(ess_threshold) <= 1:
             raise ValueError(f"TDS needs num_particles >= 1 and ess_threshold in [0, 1], "
                              f"got {num_particles}, {ess_threshold}")
-        self.num_particles, self.ess_threshold = int(num_particles), float(ess_threshold)
+        if twist not in self.TWISTS:
+            raise ValueError(f"TDS twist must be one of {self.TWISTS}, got {twist!r}")
+        self.num_particles, self.ess_threshold, self.twist = int(num_particles), float(ess_threshold), twist
 
     @staticmethod
     def _loglik(x0, sp, var) -> Tensor:
@@ -100,7 +109,7 @@ class TDS(Method):
         logw = torch.zeros(B, K, dtype=torch.float64, device=y.device)
         for t, t_next in time_pairs(prior.path, self.num_steps):
             a, b = prior.coefficients(t, x)
-            r2 = prior.data_var * b ** 2 / (prior.data_var * a ** 2 + b ** 2)
+            r2 = prior.data_var * b ** 2 / (prior.data_var * a ** 2 + b ** 2) if self.twist == "pigdm" else 0.0
             with torch.enable_grad():
                 x_in = x.detach().requires_grad_(True)
                 x0 = prior.denoise(x_in, t)
