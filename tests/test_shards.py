@@ -207,7 +207,7 @@ def ddp_setup(tmp_path_factory):
     return root
 
 
-STEPS = 150  # enough sampling work for a kill to land midway
+STEPS = 100  # enough sampling work for a kill to land midway
 
 
 def predict(root, out, devices, steps=STEPS, wait=True):
@@ -275,7 +275,7 @@ def test_two_processes_match_one_process_on_uneven_shards(ddp_setup, one_process
     two = predict(ddp_setup, "two", 2)
     keys = {json.loads(p.read_text())["key"] for p in (two / "metrics").glob("*.json")}
     assert len(keys) == 12 and "../escape" in keys  # 11 + the hostile one, each once
-    assert not (ddp_setup / "escape.png").exists() and not list(ddp_setup.glob("*/escape*"))
+    assert not list(ddp_setup.rglob("escape*"))  # only the sanitised "_escape-<hash>" names
     summary = json.loads((two / "summary.json").read_text())
     row = next(s for s in summary["summary"] if s["method"] == "ddrm")
     assert summary["missing_weights"] == [] and row["images"] == 12
