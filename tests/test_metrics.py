@@ -7,12 +7,11 @@ import os
 import queue
 import socket
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from lit_ip.metrics.backbones import AlexNetFeatures, PooledFeatures, load_prefixed, load_state_dict
+from lit_ip.metrics.backbones import AlexNetFeatures, PooledFeatures, load_state_dict
 from lit_ip.metrics.calibration import calibration, dataset_mse_ratio, posterior_stats
 from lit_ip.metrics.consistency import measurement_consistency, residual_rms
 from lit_ip.metrics.image import ImageMetrics
