@@ -26,7 +26,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -168,7 +168,6 @@ class ShardSource(IterableDataset):
         self.counts = dict(zip(self.shards, counts))
         self.rank, self.world_size = 0, 1
         self.assigned = list(self.shards)
-        self.skip_key: Optional[Callable[[str], bool]] = None
         self.skipped: list[dict] = []
 
     def __len__(self) -> int:  # items of this rank before exclusions (a bound, for progress bars)
@@ -181,10 +180,6 @@ class ShardSource(IterableDataset):
         self.rank, self.world_size = int(rank), int(world_size)
         self.assigned = self.shards[rank::world_size]
         return self.assigned
-
-    def exclude(self, skip_key: Optional[Callable[[str], bool]]) -> None:
-        """Leave out samples whose key satisfies ``skip_key`` (e.g. already written)."""
-        self.skip_key = skip_key
 
     # --- errors -------------------------------------------------------------------
     def _record(self, shard: str, key: Optional[str], error: str) -> None:
@@ -239,8 +234,6 @@ class ShardSource(IterableDataset):
             state["pos"][url], state["last"][url] = pos + 1, key
             if url in state["broken"] and key == state["broken"][url]:
                 continue  # the partial sample of a truncated shard (already recorded)
-            if self.skip_key is not None and self.skip_key(key):
-                continue
             item = self._item(raw, url, key, pos)
             if item is not None:
                 yield item
@@ -311,13 +304,6 @@ class ShardDataModule(LightningDataModule):
         self.shards, self.batch_size, self.num_workers = shards, int(batch_size), int(num_workers)
         self.on_error, self.channels, self.errors_dir = on_error, channels, errors_dir
         self.source: Optional[ShardSource] = None
-        self._skip_key: Optional[Callable[[str], bool]] = None
-
-    def exclude(self, skip_key: Optional[Callable[[str], bool]]) -> None:
-        """Leave out samples whose key satisfies ``skip_key`` (e.g. already written)."""
-        self._skip_key = skip_key
-        if self.source is not None:
-            self.source.exclude(skip_key)
 
     def report_skipped_to(self, errors_dir) -> None:
         """List skipped samples in ``errors_dir`` unless configured otherwise (the prediction
@@ -333,7 +319,6 @@ class ShardDataModule(LightningDataModule):
         self.source = ShardSource(self.shards, on_error=self.on_error, errors_dir=self.errors_dir,
                                   channels=self.channels)
         self.source.assign(rank, world)
-        self.source.exclude(self._skip_key)
 
     def predict_dataloader(self) -> DataLoader:
         if self.source is None:
