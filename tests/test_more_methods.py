@@ -31,6 +31,8 @@ from lit_ip.sampling.rng import SampleRNG
 SIGMA = 0.05
 N = 400
 PATHS = {"vp": VPPath(), "rf": RectifiedFlowPath()}
+_PROBLEMS: dict = {}          # built once per session
+_RUNS: dict = {}              # method outputs shared by the tests that bound them
 
 
 def problem(kind="gaussian", path="vp", operator="dense"):
@@ -39,10 +41,6 @@ def problem(kind="gaussian", path="vp", operator="dense"):
         make = gaussian_problem if kind == "gaussian" else mixture_problem
         _PROBLEMS[key] = make(path=PATHS[path], operator=operator)
     return _PROBLEMS[key]
-
-
-_PROBLEMS: dict = {}
-_RUNS: dict = {}
 
 # --- the methods under test, in the configurations the bounds refer to ---------------------
 METHODS = {

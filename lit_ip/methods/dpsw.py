@@ -109,8 +109,14 @@ class DPSw(GuidedMethod):
             raise ValueError(f"DPSw w_scale and w_max must be > 0, got {w_scale}, {w_max}")
         self.mode, self.w_scale = mode, float(w_scale)
         self.w_max = None if w_max is None else float(w_max)
-        self.requires = ("svd",) if mode == "exact" else ("linear",)
-        self.needs_grad = mode == "dps-w"
+
+    @property
+    def requires(self) -> tuple:
+        return ("svd",) if self.mode == "exact" else ("linear",)
+
+    @property
+    def needs_grad(self) -> bool:
+        return self.mode == "dps-w"
 
     @property
     def name(self) -> str:

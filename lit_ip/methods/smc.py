@@ -137,7 +137,7 @@ class TDS(Method):
             x = x_new
         cdf = torch.cumsum(torch.softmax(logw, 1), 1)                     # one draw by the final weights
         k = torch.searchsorted(cdf, rng.rand((B, 1)).to(cdf))[:, 0].clamp(max=K - 1)
-        return x.view(B, K, *x.shape[1:])[torch.arange(B), k].detach()
+        return x.reshape(B, K, *x.shape[1:])[torch.arange(B, device=x.device), k].detach()
 
     def _resample(self, logw, rng, *particles):
         """Systematic resampling, per measurement, of the rows whose ESS is below the threshold."""
@@ -147,8 +147,9 @@ class TDS(Method):
         u = rng.rand((B, 1)).to(logw)        # drawn for every row, so a row's stream never depends on others
         if not bool(low.any()):
             return (*particles, logw)
-        idx = torch.where(low[:, None], systematic_resample(logw, u), torch.arange(K).expand(B, K))
-        flat = (idx + K * torch.arange(B)[:, None]).flatten()
+        keep = torch.arange(K, device=logw.device).expand(B, K)
+        idx = torch.where(low[:, None], systematic_resample(logw, u), keep)
+        flat = (idx + K * torch.arange(B, device=logw.device)[:, None]).flatten()
         out = [p[flat] for p in particles]
         return (*out, torch.where(low[:, None], torch.zeros_like(logw), logw))
 
