@@ -141,6 +141,9 @@ def test_prior_directory_round_trip(tmp_path):
     x = torch.rand(2, 1, 8, 8)
     ref = NetworkPrior(net, RectifiedFlowPath(), "velocity", (1, 8, 8), (-1, 1), 999.0)
     assert torch.allclose(prior.denoise(x, 0.5), ref.denoise(x, 0.5), atol=1e-6)
+    from diffusers import UNet2DModel
+    theirs = UNet2DModel.from_pretrained(str(tmp_path / "p"), local_files_only=True)  # diffusers reads it
+    assert all(torch.equal(v, net.unet.state_dict()[k]) for k, v in theirs.state_dict().items())
     bigger = PretrainedPrior(str(tmp_path / "p"), image_shape=(1, 16, 16))
     assert bigger.denoise(torch.rand(1, 1, 16, 16), 0.5).shape == (1, 1, 16, 16)
     with pytest.raises(ValueError, match="divisible"):

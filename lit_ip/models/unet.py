@@ -105,9 +105,11 @@ def save_unet_dir(unet: nn.Module, directory: Union[str, os.PathLike]) -> None:
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    config = dict(unet.config)
-    config["_class_name"] = type(unet).__name__
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+    import diffusers
+
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(unet.config).items()
+              if not k.startswith("_")}
+    config.update(_class_name=type(unet).__name__, _diffusers_version=diffusers.__version__)
     (d / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     state = {k: v.detach().float().contiguous().cpu() for k, v in unet.state_dict().items()}
     save_file(state, str(d / WEIGHTS_FILE))
