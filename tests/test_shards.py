@@ -64,7 +64,7 @@ def test_rank_split_covers_everything_once_with_unchanged_indices(shards, world)
         src = ShardSource(str(out))
         src.assign(rank, world)
         got = [(it["key"], it["index"]) for it in src]
-        assert len(got) == len(src)  # __len__ = this rank's items
+        assert len(got) == src.num_items
         seen += got
     assert sorted(seen) == sorted((k, i) for i, k in enumerate(sorted(images)))  # rank 3 of 4 gets none
 
@@ -210,14 +210,14 @@ def ddp_setup(tmp_path_factory):
 STEPS = 100  # enough sampling work for a kill to land midway
 
 
-def predict(root, out, devices, steps=STEPS, wait=True):
+def predict(root, out, devices, steps=STEPS, wait=True, shards="shards"):
     import os
     import subprocess
     import sys
 
     cfg = root / f"{out}.yaml"
     cfg.write_text(CONFIG.format(out=root / out, weights=root / "alexnet.pth", steps=steps,
-                                 shards=root / "shards"))
+                                 shards=root / shards))
     cmd = [sys.executable, "-m", "lit_ip", "predict", "--config", str(cfg), f"--trainer.devices={devices}"]
     if devices > 1:
         cmd += ["--trainer.strategy=ddp"]
@@ -330,3 +330,13 @@ def test_predict_stops_on_a_damaged_sample_or_skips_and_lists_it(ddp_setup, tmp_
     assert [(r["key"], r["shard"].split("/")[-1]) for r in summary["skipped_samples"]] == [("im2", "shard-000000.tar")]
     done = {json.loads(p.read_text())["key"] for p in (tmp_path / "out" / "metrics").glob("*.json")}
     assert done == {"im1", "im4", "sub/im0", "sub/im3"}
+
+
+@pytest.mark.slow
+def test_a_rank_without_shards_does_not_hang_the_run(ddp_setup):
+    """One shard, two processes: rank 1 has nothing to do but must still join the collectives."""
+    single = ddp_setup / "single"
+    cli(["make-shards", str(ddp_setup / "imgs"), str(single), "--per-shard", "100"])
+    out = predict(ddp_setup, "idle_rank", 2, steps=2, shards="single")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 11 and "fid" in next(r for r in summary["summary"] if r["method"] == "ddrm")

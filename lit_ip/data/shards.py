@@ -170,7 +170,10 @@ class ShardSource(IterableDataset):
         self.assigned = list(self.shards)
         self.skipped: list[dict] = []
 
-    def __len__(self) -> int:  # items of this rank before exclusions (a bound, for progress bars)
+    @property
+    def num_items(self) -> int:
+        """Samples in this rank's shards. Deliberately not ``__len__``: Lightning would skip the
+        predict loop (and its end-of-epoch collectives) on a rank with no shards, hanging the others."""
         return sum(self.counts[s] for s in self.assigned)
 
     def assign(self, rank: int, world_size: int) -> list[str]:
