@@ -172,8 +172,9 @@ class ShardSource(IterableDataset):
 
     @property
     def num_items(self) -> int:
-        """Samples in this rank's shards. Deliberately not ``__len__``: Lightning would skip the
-        predict loop (and its end-of-epoch collectives) on a rank with no shards, hanging the others."""
+        """Samples in this rank's shards. Deliberately not ``__len__``: given a length of 0 on a
+        rank without shards, Lightning refuses or skips that rank's predict loop, and the other
+        ranks' end-of-epoch collectives fail."""
         return sum(self.counts[s] for s in self.assigned)
 
     def assign(self, rank: int, world_size: int) -> list[str]:
