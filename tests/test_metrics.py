@@ -3,13 +3,9 @@
 Feature metrics use small randomly initialised backbones; nothing is downloaded.
 """
 import math
-import os
-import queue
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from lit_ip.metrics.backbones import AlexNetFeatures, PooledFeatures, load_state_dict
 from lit_ip.metrics.calibration import calibration, dataset_mse_ratio, posterior_stats
@@ -130,68 +126,6 @@ def test_fid_zero_for_identical_sets_and_kid_independent_of_update_order():
     assert abs(out["fid"]) < 1e-6 and abs(out["kid_mean"]) < 0.1 * float(kids[0]["kid_mean"])
     assert torch.allclose(kids[0]["kid_mean"], kids[1]["kid_mean"], rtol=1e-9)
     assert int(kids[0]["kid_subset_size"]) == 8
-
-
-# --- two processes (gloo) give the one-process values --------------------------------
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-SPLITS = {"uneven": (range(0, 7), range(7, 9)), "one_rank_empty": (range(0, 9), range(0))}
-
-
-def _run_metrics(rank, world, port, out):
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    if world > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
-    pred, target = images(9, 7)
-    pred = (0.5 * pred + 0.4 * pred.flip(-1)).clamp(0, 1)  # far enough for sizeable FID / KID
-    results = {}
-    for name, split in SPLITS.items():
-        m = ImageMetrics(backbone=tiny_backbone(3), extra=("consistency",), kid_subsets=5, kid_subset_size=6)
-        mine = list(range(9)) if world == 1 else list(split[rank])
-        for start in range(0, len(mine), 3):  # batches of up to 3: ranks make different numbers of updates
-            sel = mine[start:start + 3]
-            m.update(pred[sel], target[sel], torch.tensor(sel),
-                     extra={"consistency": torch.tensor(sel, dtype=F32)})
-        results[name] = m.compute()  # a collective on every rank
-    if rank == 0:
-        out.put(results)
-    if world > 1:
-        dist.destroy_process_group()
-
-
-def _collect(world):
-    if world == 1:
-        q = queue.Queue()
-        _run_metrics(0, 1, None, q)
-        return q.get()
-    ctx = mp.get_context("spawn")
-    q, port = ctx.Queue(), _free_port()
-    procs = [ctx.Process(target=_run_metrics, args=(r, world, port, q)) for r in range(world)]
-    for p in procs:
-        p.start()
-    res = q.get(timeout=120)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return res
-
-
-def test_two_process_metrics_equal_one_process():
-    one, two = _collect(1), _collect(2)
-    ref = one["uneven"]
-    assert ref["consistency"] == pytest.approx(4.0)  # mean of indices 0..8
-    assert ref["fid"] > 1e-3 and ref["kid_mean"] > 1e-4
-    for split, res in two.items():
-        assert set(res) == set(ref)
-        for k in ref:
-            assert res[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9), (split, k)
 
 
 # --- consistency ---------------------------------------------------------------------------
