@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from lit_ip.cli import main
 from lit_ip.data.bundled import LFWFaces, NaturalCrops, SkimagePhotos
-from lit_ip.lightning.train_data import Augmented, TrainingData
+from lit_ip.lightning.train_data import Augmented, TrainingData, shift
 from lit_ip.lightning.training import DiffusionTraining, sample_prior
 from lit_ip.metrics.memorization import memorization_report
 from lit_ip.priors.analytic import EmpiricalPrior
@@ -165,6 +165,14 @@ def test_training_data_split_and_augmentation():
         assert torch.equal(x, ref) or torch.equal(x, ref.flip(-1))
         seen.add(torch.equal(x, ref))
     assert seen == {True, False}
+    x = faces[7]["image"]
+    moved = shift(x, 2, -1)
+    assert torch.equal(moved[:, 2:, :-1], x[:, :-2, 1:])  # content moves down 2, left 1
+    assert torch.equal(moved[:, 0, :-1], x[:, 2, 1:])  # the rows shifted in are reflections
+    torch.manual_seed(1)
+    shifted = Augmented(faces, hflip=False, max_shift=2)[7]["image"]
+    assert shifted.shape == x.shape and any(
+        torch.equal(shifted, shift(x, dy, dx)) for dy in range(-2, 3) for dx in range(-2, 3))
     batch = next(iter(a.train_dataloader()))
     assert batch["image"].shape == (32, 1, 8, 8)
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from lightning import LightningDataModule
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 
 class Augmented(Dataset):
-    """Label-free augmentation of a source: random horizontal / vertical flips and
-    90-degree rotations (square images only), drawn from torch's global RNG."""
+    """Label-free augmentation of a source: random horizontal / vertical flips, 90-degree
+    rotations (square images only) and translations by up to ``max_shift`` pixels (reflect
+    padding), drawn from torch's global RNG."""
 
-    def __init__(self, source: Dataset, hflip: bool = True, vflip: bool = False, rot90: bool = False):
+    def __init__(self, source: Dataset, hflip: bool = True, vflip: bool = False, rot90: bool = False,
+                 max_shift: int = 0):
         self.source, self.hflip, self.vflip, self.rot90 = source, hflip, vflip, rot90
+        self.max_shift = int(max_shift)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -33,8 +38,20 @@ class Augmented(Dataset):
             x = x.flip(-2)
         if self.rot90 and x.shape[-1] == x.shape[-2]:
             x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(-2, -1))
+        if self.max_shift:
+            x = shift(x, *(int(v) for v in torch.randint(-self.max_shift, self.max_shift + 1, (2,))))
         item["image"] = x.contiguous()
         return item
+
+
+def shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """Translate a (C, H, W) image by (dy, dx) pixels, filling in by reflection."""
+    p = max(abs(dy), abs(dx))
+    if p == 0:
+        return x
+    padded = F.pad(x[None], (p, p, p, p), mode="reflect")[0]
+    H, W = x.shape[-2:]
+    return padded[:, p - dy:p - dy + H, p - dx:p - dx + W]
 
 
 def split_indices(n: int, heldout_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -54,7 +71,7 @@ class TrainingData(LightningDataModule):
         heldout: held-out source (validation); if None, ``heldout_fraction`` of ``train``.
         heldout_fraction: fraction of ``train`` held out when ``heldout`` is None.
         split_seed: seed of that split.
-        hflip, vflip, rot90: augmentation of training items.
+        hflip, vflip, rot90, max_shift: augmentation of training items (see :class:`Augmented`).
         batch_size: training batch size (validation uses the same).
         samples_per_epoch: items drawn (with replacement) per "epoch"; default ``len(train)``
             without replacement. Small data sets train by ``max_steps`` anyway.
@@ -63,14 +80,14 @@ class TrainingData(LightningDataModule):
 
     def __init__(self, train: Dataset, heldout: Optional[Dataset] = None, heldout_fraction: float = 0.0,
                  split_seed: int = 0, hflip: bool = True, vflip: bool = False, rot90: bool = False,
-                 batch_size: int = 32, samples_per_epoch: Optional[int] = None, num_workers: int = 0):
+                 max_shift: int = 0, batch_size: int = 32, samples_per_epoch: Optional[int] = None, num_workers: int = 0):
         super().__init__()
         if heldout is None and heldout_fraction > 0:
             tr, ho = split_indices(len(train), heldout_fraction, split_seed)
             train, heldout = Subset(train, tr), Subset(train, ho)
         if len(train) == 0:
             raise ValueError("the training source is empty")
-        self.train_set = Augmented(train, hflip, vflip, rot90)
+        self.train_set = Augmented(train, hflip, vflip, rot90, max_shift)
         self.heldout_set = heldout
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.samples_per_epoch = samples_per_epoch
