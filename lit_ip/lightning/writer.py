@@ -295,7 +295,7 @@ class PredictionWriter(BasePredictionWriter):
             caps = [self._caption(metrics.get((k, m))) for k in skeys]
             rows.append(FigureRow("pseudo-inverse" if m == PINV else m,
                                   [load(task, m, f) for f in first], caps))
-        png = image_grid(rows, [k if len(k) <= 14 else k[:13] + "…" for k in skeys],
+        png = image_grid(rows, [k if len(k) <= 18 else k[:17] + "…" for k in skeys],
                          title=f"task: {task}" + (" (one of several posterior samples)"
                                                   if self.layout["num_samples"] > 1 else ""))
         return io.write_bytes(self.path("figures", f"{task}.png"), png)
