@@ -82,5 +82,5 @@ def test_psnr_ssim_is_the_writers(prior):
     psnr, ssim = psnr_ssim(pred, target)
     assert psnr.shape == ssim.shape == (2, 3)
     p2, s2 = image_metrics(pred.reshape(6, *SHAPE), target.expand_as(pred).reshape(6, *SHAPE))
-    torch.testing.assert_close(psnr.flatten(), torch.tensor(p2))
-    torch.testing.assert_close(ssim.flatten(), torch.tensor(s2))
+    torch.testing.assert_close(psnr.flatten(), torch.tensor(p2, dtype=psnr.dtype))
+    torch.testing.assert_close(ssim.flatten(), torch.tensor(s2, dtype=ssim.dtype))
