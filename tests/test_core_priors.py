@@ -11,8 +11,15 @@ from lit_ip.priors.analytic import EmpiricalPrior, GaussianMixturePrior, Gaussia
 from lit_ip.priors.paths import RectifiedFlowPath, VEPath, VPPath, path_from_config
 from lit_ip.sampling.rng import SampleRNG
 
-torch.set_default_dtype(torch.float64)
 PATHS = [VPPath(), VPPath(schedule="cosine"), VEPath(), RectifiedFlowPath()]
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _random_cov(d, seed=0):
