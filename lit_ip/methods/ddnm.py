@@ -37,12 +37,17 @@ class DDNM(GuidedMethod):
     Args:
         num_steps: network evaluations (paper: 100).
         eta: DDIM stochasticity (1 = the paper's DDPM posterior step).
+        svd_cutoff: DDNM+ only: singular values below it count as null space (truncated
+            SVD, see :class:`~lit_ip.methods.spectral.Spectrum`); 0 = exact SVD.
     """
 
     requires = ("linear",)
 
-    def __init__(self, num_steps: int = 100, eta: float = 1.0):
+    def __init__(self, num_steps: int = 100, eta: float = 1.0, svd_cutoff: float = 0.0):
         super().__init__(num_steps, eta)
+        if not float(svd_cutoff) >= 0:
+            raise ValueError(f"svd_cutoff must be >= 0, got {svd_cutoff}")
+        self.svd_cutoff = float(svd_cutoff)
 
     def correct(self, s, p):
         return s.x0 - p.operator.pinv(p.operator(s.x0) - p.y), None
@@ -65,7 +70,8 @@ class DDNMPlus(DDNM):
                              f"update is paid for by the step's noise), got eta = 0")
 
     def prepare(self, p):
-        return dict(spectrum=Spectrum(p.operator, p.y), sigma=gaussian_sigma(p.noise, self.name))
+        return dict(spectrum=Spectrum(p.operator, p.y, self.svd_cutoff),
+                    sigma=gaussian_sigma(p.noise, self.name))
 
     def _coefficients(self, s):
         """``k`` (weight of ``x0_c`` in the step) and ``c`` (its noise std)."""

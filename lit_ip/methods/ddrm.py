@@ -31,18 +31,25 @@ class DDRM(GuidedMethod):
         eta: DDRM's eta, the fraction ``eta * sigma'`` of fresh noise (paper: 0.85). It
             plays the role of the loop's eta but is DDRM's parameterisation, not DDIM's.
         eta_b: weight of the measurement where it is less noisy than the state (paper: 1).
+        svd_cutoff: singular values below it count as null space (truncated SVD, as DDRM's
+            code does for deblurring); 0 = exact SVD.
     """
 
     requires = ("svd",)
 
-    def __init__(self, num_steps: int = 20, eta: float = 0.85, eta_b: float = 1.0):
+    def __init__(self, num_steps: int = 20, eta: float = 0.85, eta_b: float = 1.0,
+                 svd_cutoff: float = 0.0):
         super().__init__(num_steps, eta)
+        if not float(svd_cutoff) >= 0:
+            raise ValueError(f"svd_cutoff must be >= 0, got {svd_cutoff}")
+        self.svd_cutoff = float(svd_cutoff)
         if not 0 <= float(eta_b) <= 1:
             raise ValueError(f"DDRM eta_b must be in [0, 1], got {eta_b}")
         self.eta_b = float(eta_b)
 
     def prepare(self, p):
-        return dict(spectrum=Spectrum(p.operator, p.y), sigma=gaussian_sigma(p.noise, self.name))
+        return dict(spectrum=Spectrum(p.operator, p.y, self.svd_cutoff),
+                    sigma=gaussian_sigma(p.noise, self.name))
 
     def correct(self, s, p):
         return s.x0, None

@@ -29,14 +29,20 @@ def _pad(z: Tensor, n: int) -> Tensor:
 
 class Spectrum:
     """Spectral coordinates of one problem: ``s`` (1 or B, n), ``uy = U^T y`` (B, n), and
-    ``ybar = uy / s`` on the measured coordinates (0 in the null space)."""
+    ``ybar = uy / s`` on the measured coordinates (0 in the null space).
 
-    def __init__(self, operator: SVDOperator, y: Tensor):
+    ``cutoff`` treats singular values below it as zero (a truncated SVD). Methods that
+    *replace* spectral coordinates by ``ybar`` need it on ill-conditioned operators with
+    noisy data (blur): ``ybar`` carries noise ``sigma_y / s``, which they would copy into the
+    image; DDRM's and DDNM's public code truncate blur spectra for this reason.
+    """
+
+    def __init__(self, operator: SVDOperator, y: Tensor, cutoff: float = 0.0):
         self.operator = operator
         n = operator.num_pixels()
         self.s = _pad(operator.singular_values().to(y), n)
         self.uy = _pad(operator.ut(y), n)
-        self.measured = self.s > ZERO
+        self.measured = self.s > max(ZERO, float(cutoff))
         self.ybar = torch.where(self.measured, self.uy / self.s.clamp_min(ZERO), torch.zeros_like(self.uy))
 
     def vt(self, x: Tensor) -> Tensor:
