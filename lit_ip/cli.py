@@ -88,7 +88,7 @@ def main(args: Optional[Sequence[str]] = None):
     if argv and argv[0] in TOOLS:
         mod, fn = TOOLS[argv[0]].split(":")
         return getattr(importlib.import_module(mod), fn)(argv[1:])
-    return _lightning_cli(None if args is None else argv)
+    _lightning_cli(None if args is None else argv)  # returns None: a console script prints a returned object
 
 
 if __name__ == "__main__":  # pragma: no cover
