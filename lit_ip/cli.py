@@ -88,7 +88,14 @@ def main(args: Optional[Sequence[str]] = None):
     if argv and argv[0] in TOOLS:
         mod, fn = TOOLS[argv[0]].split(":")
         return getattr(importlib.import_module(mod), fn)(argv[1:])
-    _lightning_cli(None if args is None else argv)  # returns None: a console script prints a returned object
+    return _lightning_cli(None if args is None else argv)
+
+
+def console() -> int:
+    """Console-script entry (``lit-ip``): like :func:`main`, but returns an exit status
+    (a returned object would be printed by ``sys.exit``)."""
+    out = main()
+    return out if isinstance(out, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
