@@ -1,13 +1,24 @@
-"""Posterior-sampling methods (see ``base.py`` for the shared loop)."""
+"""Posterior-sampling methods (see ``base.py`` for the shared loop).
+
+Explicit-approximation methods share :class:`GuidedMethod`'s loop; whole-loop methods
+(RED-diff, DAPS, DMPlug, TDS) own theirs and reuse the same prior, operator and schedule.
+"""
 from .base import GuidedMethod, Method, Problem, StepState, Unconditional
+from .daps import DAPS
 from .ddnm import DDNM, DDNMPlus
 from .ddrm import DDRM
+from .diffpir import DiffPIR
+from .dmplug import DMPlug, DMPlugResult
 from .dmps import DMPS
 from .dps import DPS
+from .dpsw import DPSw
 from .moment_matching import MomentMatching
 from .pigdm import PiGDM
+from .reddiff import REDDiff
+from .smc import SMC, TDS
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
+    "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
 ]
