@@ -45,10 +45,12 @@ def load_state_dict(path: Union[str, Path]) -> dict[str, Tensor]:
 def load_prefixed(module: nn.Module, state: dict[str, Tensor], prefix: str, source: str) -> None:
     """Load the entries of ``state`` under ``prefix`` into ``module``, strictly."""
     sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    missing, unexpected = module.load_state_dict(sub, strict=False)
+    expected = set(module.state_dict())
+    missing, unexpected = expected - set(sub), set(sub) - expected
     if missing or unexpected:
         raise ValueError(f"{source}: weights do not match {type(module).__name__} "
                          f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+    module.load_state_dict(sub, strict=True)
 
 
 def to_rgb(x: Tensor, min_size: int = 0) -> Tensor:
