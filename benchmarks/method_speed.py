@@ -24,7 +24,7 @@ from lit_ip.operators.inpainting import RandomInpainting
 from lit_ip.operators.noise import GaussianNoise
 from lit_ip.priors.network import NetworkPrior
 from lit_ip.priors.paths import VPPath
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 
 SHAPE = (3, 32, 32)
 

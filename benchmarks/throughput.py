@@ -66,7 +66,7 @@ class Images(torch.utils.data.Dataset):
 
 
 def batching(steps: int, batches=(1, 4, 16)) -> dict:
-    from lit_ip.sampling.rng import SampleRNG
+    from lit_ip.rng import SampleRNG
 
     torch.set_num_threads(1)
     prior, task, method, name = build(steps)

@@ -29,7 +29,7 @@ from .operators.base import Operator
 from .operators.identity import Identity
 from .operators.noise import GaussianNoise, NoiseModel
 from .priors.base import Prior
-from .sampling.rng import SampleRNG
+from .rng import SampleRNG
 
 __all__ = ["simulate_measurement", "posterior_sample", "prior_sample", "pseudo_inverse", "psnr_ssim", "bind"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from ..priors.base import Prior
-from ..sampling.rng import SampleRNG
+from ..rng import SampleRNG
 
-#: generator stream of data-set draws (0-3 are used by sampling, see lit_ip.sampling.rng)
-DATA_STREAM = 4
+#: generator stream of data-set draws (see lit_ip.rng.STREAMS)
+DATA_STREAM = "data"
 
 
 class AnalyticPriorSamples(Dataset):

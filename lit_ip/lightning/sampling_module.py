@@ -34,7 +34,7 @@ from ..methods.base import Method
 from ..operators.base import Operator
 from ..operators.noise import GaussianNoise, NoiseModel
 from ..priors.base import Prior
-from ..sampling.rng import SampleRNG
+from ..rng import SampleRNG
 
 #: output-folder names a task or method may not take
 RESERVED = {"ground_truth", "measurement", "pinv", "metrics", "figures"}

@@ -219,7 +219,7 @@ def sample_prior(prior, n: int, num_steps: int = 50, seed: int = 0, eta: Optiona
     """``n`` unconditional samples in [0, 1] (unclipped). eta defaults to 1 (DDPM ancestral)
     on VP paths and 0 (Euler) otherwise."""
     from ..methods.base import Unconditional
-    from ..sampling.rng import SampleRNG
+    from ..rng import SampleRNG
 
     if eta is None:
         eta = 1.0 if prior.path.kind == "vp" else 0.0

@@ -1,7 +1,8 @@
-"""Posterior-sampling methods (see ``base.py`` for the shared loop).
+"""Posterior-sampling methods (see ``base.py`` for the preamble, the guided loop and its hooks).
 
 Explicit-approximation methods share :class:`GuidedMethod`'s loop; whole-loop methods
-(RED-diff, DAPS, DMPlug, TDS) own theirs and reuse the same prior, operator and schedule.
+(RED-diff, DAPS, DMPlug, TDS) own theirs and reuse the same prior, operator, schedule and data fit.
+:mod:`lit_ip.methods.registry` lists every method with the cases the cross-method tests run.
 """
 from .base import GuidedMethod, Method, Problem, StepState, Unconditional
 from .daps import DAPS
@@ -12,6 +13,7 @@ from .dmplug import DMPlug, DMPlugResult
 from .dmps import DMPS
 from .dps import DPS
 from .dpsw import DPSw
+from .likelihood import DataFit, GaussianFit, PoissonFit, data_fit
 from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
@@ -21,4 +23,5 @@ __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
+    "DataFit", "GaussianFit", "PoissonFit", "data_fit",
 ]

@@ -1,4 +1,5 @@
-"""Denoising diffusion null-space model (DDNM, DDNM+), Wang, Yu & Zhang 2023, ICLR.
+"""Zero-shot image restoration using denoising diffusion null-space model (DDNM, DDNM+), Wang, Yu &
+Zhang 2023, ICLR (arXiv:2212.00490).
 
 DDNM (Eq. 13) keeps the null-space part of the Tweedie estimate and replaces its range-space
 part by the measurement, then takes the usual step ``p(x_{t-1} | x_t, x0_c)``:
@@ -19,12 +20,14 @@ resampling) is not included.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ..priors.parameterization import eps_from_x0
-from ..sampling.steps import bridge_std
+from ..sampling.schedules import Schedule
 from .base import GuidedMethod
-from .spectral import Spectrum, gaussian_sigma
+from .spectral import gaussian_sigma
 
 
 class DDNM(GuidedMethod):
@@ -43,14 +46,15 @@ class DDNM(GuidedMethod):
 
     requires = ("linear",)
 
-    def __init__(self, num_steps: int = 100, eta: float = 1.0, svd_cutoff: float = 0.0):
-        super().__init__(num_steps, eta)
+    def __init__(self, num_steps: int = 100, eta: float = 1.0, svd_cutoff: float = 0.0,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
         if not float(svd_cutoff) >= 0:
             raise ValueError(f"svd_cutoff must be >= 0, got {svd_cutoff}")
         self.svd_cutoff = float(svd_cutoff)
 
-    def correct(self, s, p):
-        return s.x0 - p.operator.pinv(p.operator(s.x0) - p.y), None
+    def estimate(self, s, p):
+        return s.x0 - p.operator.pinv(p.operator(s.x0) - p.y)
 
 
 class DDNMPlus(DDNM):
@@ -62,6 +66,7 @@ class DDNMPlus(DDNM):
     """
 
     requires = ("svd",)
+    gaussian_noise = True
 
     def check_inputs(self, prior, operator, y, noise):
         super().check_inputs(prior, operator, y, noise)
@@ -69,19 +74,15 @@ class DDNMPlus(DDNM):
             raise ValueError(f"{self.name} with noisy measurements needs eta > 0 (its range-space "
                              f"update is paid for by the step's noise), got eta = 0")
 
-    def prepare(self, p):
-        return dict(spectrum=Spectrum(p.operator, p.y, self.svd_cutoff),
-                    sigma=gaussian_sigma(p.noise, self.name))
-
     def _coefficients(self, s):
         """``k`` (weight of ``x0_c`` in the step) and ``c`` (its noise std)."""
-        c = bridge_std(s.a, s.b, s.a_next, s.b_next, self.eta)
+        c = s.c
         if float(s.b_next) == 0:
             return torch.ones_like(c), c
         return s.a_next - torch.sqrt((s.b_next ** 2 - c ** 2).clamp_min(0)) * s.a / s.b, c
 
     def _scaling(self, s, p):
-        sp, sy = p.extra["spectrum"], p.extra["sigma"]
+        sp, sy = p.spectrum(self.svd_cutoff), p.sigma
         k, c = self._coefficients(s)
         if sy == 0:
             lam = sp.measured.to(sp.s)
@@ -90,14 +91,14 @@ class DDNMPlus(DDNM):
         carried = torch.where(sp.measured, k * lam * sy / sp.s.clamp_min(1e-300), torch.zeros_like(sp.s))
         return lam, (c ** 2 - carried ** 2).clamp_min(0)
 
-    def correct(self, s, p):
-        sp = p.extra["spectrum"]
+    def estimate(self, s, p):
+        sp = p.spectrum(self.svd_cutoff)
         lam, _ = self._scaling(s, p)
         x0b = sp.vt(s.x0)
-        return sp.v(x0b - lam * (x0b - sp.ybar)), None
+        return sp.v(x0b - lam * (x0b - sp.ybar))
 
     def step(self, x, x0_c, s, p, rng):
-        sp = p.extra["spectrum"]
+        sp = p.spectrum(self.svd_cutoff)
         if float(s.b_next) == 0:
             return x0_c
         _, phi = self._scaling(s, p)

@@ -16,11 +16,13 @@ initialisation from ``y_bar`` (the difference vanishes as ``sigma_T`` grows).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ..priors.parameterization import eps_from_x0
+from ..sampling.schedules import Schedule, UniformTime
 from .base import GuidedMethod
-from .spectral import Spectrum, gaussian_sigma
 
 
 class DDRM(GuidedMethod):
@@ -28,6 +30,7 @@ class DDRM(GuidedMethod):
 
     Args:
         num_steps: network evaluations (paper: 20).
+        schedule: time grid (default: the code's uniform skip, ``UniformTime(endpoint=False)``).
         eta: DDRM's eta, the fraction ``eta * sigma'`` of fresh noise (paper: 0.85). It
             plays the role of the loop's eta but is DDRM's parameterisation, not DDIM's.
         eta_b: weight of the measurement where it is less noisy than the state (paper: 1).
@@ -36,10 +39,11 @@ class DDRM(GuidedMethod):
     """
 
     requires = ("svd",)
+    gaussian_noise = True
 
     def __init__(self, num_steps: int = 20, eta: float = 0.85, eta_b: float = 1.0,
-                 svd_cutoff: float = 0.0):
-        super().__init__(num_steps, eta)
+                 svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
         if not float(svd_cutoff) >= 0:
             raise ValueError(f"svd_cutoff must be >= 0, got {svd_cutoff}")
         self.svd_cutoff = float(svd_cutoff)
@@ -47,15 +51,12 @@ class DDRM(GuidedMethod):
             raise ValueError(f"DDRM eta_b must be in [0, 1], got {eta_b}")
         self.eta_b = float(eta_b)
 
-    def prepare(self, p):
-        return dict(spectrum=Spectrum(p.operator, p.y, self.svd_cutoff),
-                    sigma=gaussian_sigma(p.noise, self.name))
-
-    def correct(self, s, p):
-        return s.x0, None
+    def default_schedule(self):
+        """The DDRM code's uniform skip ``0, T/N, ..., (N-1) T/N``."""
+        return UniformTime(endpoint=False)
 
     def step(self, x, x0_c, s, p, rng):
-        sp, sy, eta, eta_b = p.extra["spectrum"], p.extra["sigma"], self.eta, self.eta_b
+        sp, sy, eta, eta_b = p.spectrum(self.svd_cutoff), p.sigma, self.eta, self.eta_b
         sig = s.b_next / s.a_next                              # sigma' in the VE view
         x0b = sp.vt(x0_c)
         epsb = sp.vt(eps_from_x0(x0_c, x, s.a, s.b))

@@ -1,5 +1,5 @@
-"""DiffPIR: denoising diffusion models for plug-and-play image restoration, Zhu, Zhang, Liang,
-Cao, Wen, Timofte & Van Gool 2023 (CVPR), Algorithm 1.
+"""Denoising diffusion models for plug-and-play image restoration (DiffPIR), Zhu, Zhang, Liang,
+Cao, Wen, Timofte & Van Gool 2023, CVPR workshops (arXiv:2305.08995), Algorithm 1.
 
 Half-quadratic splitting with the diffusion prior as the denoiser. At every step, after the
 Tweedie estimate ``x0_hat = E[x0 | x_t]`` (the prior sub-problem, Eq. 11), the data sub-problem
@@ -16,17 +16,18 @@ it is the projection ``x0_hat + A^+ (y - A x0_hat)``. Then noise is re-injected 
     eps_hat = (x_t - a x0_c) / b,
     x_next  = a' x0_c + b' (sqrt(1 - zeta) eps_hat + sqrt(zeta) z),    z ~ N(0, I).
 
+The re-injection is the generic step with fresh-noise std ``c = sqrt(zeta) b'`` (the
+``noise_std`` hook); the proximal step is the operator's :meth:`prox_l2`. The default schedule
+is the code's "quad" skip ``t = sqrt(linspace(0, T^2, N))`` (:class:`PowerTime` with power 1/2).
 Written in the path's ``(a, b)`` it runs unchanged on VP/DDPM and rectified-flow priors (at
 ``a = 0``, the first step of a flow, ``rho = 0`` and the step is a projection of the prior mean).
 """
 from __future__ import annotations
 
-import torch
+from typing import Optional
 
-from ..operators.linalg import conjugate_gradient
-from ..priors.parameterization import eps_from_x0
+from ..sampling.schedules import PowerTime, Schedule
 from .base import GuidedMethod
-from .spectral import Spectrum, gaussian_sigma
 
 
 class DiffPIR(GuidedMethod):
@@ -41,47 +42,33 @@ class DiffPIR(GuidedMethod):
         zeta: fraction of fresh noise in the re-injection, in [0, 1] (paper: 0.3 for
             deblurring and super-resolution, 1.0 for inpainting).
         cg_iters, cg_tol: conjugate-gradient budget for operators without an SVD.
+        schedule: time grid (default: the code's "quad" skip, ``PowerTime(0.5)``).
     """
 
     requires = ("linear",)
+    gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, lam: float = 7.0, zeta: float = 0.3,
-                 cg_iters: int = 50, cg_tol: float = 1e-10):
-        super().__init__(num_steps, eta=0.0)   # the loop's eta is unused: zeta sets the noise
+                 cg_iters: int = 50, cg_tol: float = 1e-10, schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta=0.0, schedule=schedule)
         if not float(lam) > 0:
             raise ValueError(f"DiffPIR lambda must be > 0, got {lam}")
         if not 0 <= float(zeta) <= 1:
             raise ValueError(f"DiffPIR zeta must be in [0, 1], got {zeta}")
         self.lam, self.zeta = float(lam), float(zeta)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
+        del self.eta                                   # zeta, not DDIM's eta, sets the step noise
 
-    def prepare(self, p):
-        spectrum = Spectrum(p.operator, p.y) if p.operator.has_svd else None
-        return dict(sigma=gaussian_sigma(p.noise, self.name), spectrum=spectrum)
+    def default_schedule(self):
+        return PowerTime(power=0.5)
 
     def rho(self, a, b, sigma: float):
         """``rho_t = lambda sigma_y^2 a^2 / b^2`` (finite at ``a = 0``)."""
         return self.lam * sigma ** 2 * a ** 2 / b ** 2
 
-    def correct(self, s, p):
-        return self.proximal(s.x0, self.rho(s.a, s.b, p.extra["sigma"]), p), None
+    def estimate(self, s, p):
+        return p.operator.prox_l2(s.x0, p.y, self.rho(s.a, s.b, p.sigma), self.cg_iters, self.cg_tol)
 
-    def proximal(self, x0, rho, p):
-        """``argmin_x ||y - A x||^2 + rho ||x - x0||^2`` per sample."""
-        op, sp = p.operator, p.extra["spectrum"]
-        if sp is not None:
-            xb = sp.vt(x0)
-            fit = (sp.s * sp.uy + rho * xb) / (sp.s ** 2 + rho).clamp_min(1e-300)
-            return sp.v(torch.where(sp.measured, fit, xb))
-        rhs = op.adjoint(p.y - op(x0))
-        d = conjugate_gradient(lambda v: op.adjoint(op(v)) + rho * v, rhs, iters=self.cg_iters, tol=self.cg_tol)
-        return x0 + d
-
-    def step(self, x, x0_c, s, p, rng):
-        if float(s.b_next) == 0:
-            return x0_c
-        eps = eps_from_x0(x0_c, x, s.a, s.b)
-        out = s.a_next * x0_c + s.b_next * (1 - self.zeta) ** 0.5 * eps
-        if self.zeta > 0:
-            out = out + s.b_next * self.zeta ** 0.5 * rng.randn(x.shape).to(x)
-        return out
+    def noise_std(self, a, b, a_next, b_next):
+        """``c = sqrt(zeta) b'``: ``x' = a' x0_c + b' (sqrt(1 - zeta) eps_hat + sqrt(zeta) z)`` (Eq. 15)."""
+        return self.zeta ** 0.5 * b_next

@@ -1,6 +1,6 @@
-"""DMPlug: a plug-in method for solving inverse problems with diffusion models, Wang, Zhang, Li,
-Wan, Chen & Sun 2024 (NeurIPS), Eq. (7) and Algorithm 3 (DMPlug + ES-WMV); see
-/work/shared/papers/ip-done-right-sun2025-talk.txt and the survey's Eq. (3.72)-(3.73).
+"""DMPlug, from "DMPlug: a plug-in method for solving inverse problems with diffusion models",
+Wang, Zhang, Li, Wan, Chen & Sun 2024 (NeurIPS, arXiv:2405.16749), Eq. (7) and Algorithm 3
+(DMPlug + ES-WMV); also the survey of Daras et al. 2024 (arXiv:2410.00083), Eqs. (3.72)-(3.73).
 
 The reverse process is a function ``R = G`` of its initial noise: ``G(z)`` runs a few-step
 deterministic sampler from ``x_T = z`` (DDIM with eta = 0; the Euler step of the flow on a
@@ -30,9 +30,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..operators.noise import GaussianNoise
+from ..sampling.schedules import Schedule
+from ..sampling.steps import deterministic_solve
 from .base import Method
-from .whole_loop import deterministic_solve, per_sample_sum
+from .likelihood import per_sample_sum
 
 
 @dataclass
@@ -62,15 +63,15 @@ class DMPlug(Method):
     SELECTIONS = ("es-wmv", "last", "oracle")
 
     def __init__(self, num_steps: int = 3, iterations: int = 1000, lr: float = 5e-3,
-                 select: str = "es-wmv", window: int = 10, patience: int = 50):
-        super().__init__(num_steps)
+                 select: str = "es-wmv", window: int = 10, patience: int = 50,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, schedule)
         if select not in self.SELECTIONS:
             raise ValueError(f"DMPlug select must be one of {self.SELECTIONS}, got {select!r}")
         if int(iterations) < 1 or not float(lr) > 0 or int(window) < 2 or int(patience) < 1:
             raise ValueError("DMPlug needs iterations >= 1, lr > 0, window >= 2 and patience >= 1")
         self.iterations, self.lr, self.select = int(iterations), float(lr), select
         self.window, self.patience = int(window), int(patience)
-        self.last_info: dict = {}
 
     @property
     def name(self) -> str:
@@ -80,17 +81,14 @@ class DMPlug(Method):
         if self.select == "oracle":
             raise ValueError("DMPlug(select='oracle') picks iterates with the ground truth: call "
                              "run(..., ground_truth=x) and report the result as an oracle result")
-        result = self.run(prior, operator, y, rng, noise)
-        self.last_info = result.info
-        return result.x
+        return self.run(prior, operator, y, rng, noise).x
 
     def run(self, prior, operator, y, rng, noise=None, ground_truth: Optional[Tensor] = None) -> DMPlugResult:
         """Optimise and select; ``info`` records the selection rule, ``oracle`` and the chosen iteration."""
-        noise = GaussianNoise(0.0) if noise is None else noise
-        self.check_inputs(prior, operator, y, noise)
+        self.setup(prior, operator, y, noise)
         if self.select == "oracle" and ground_truth is None:
             raise ValueError("DMPlug(select='oracle') needs the ground truth")
-        times = list(prior.path.timesteps(self.num_steps))
+        times = self.schedule.times(prior.path, self.num_steps)
         z = prior.init_noise(y.shape[0], rng).to(y).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
         picker = _Selector(self.select, self.window, self.patience, ground_truth)
@@ -108,6 +106,12 @@ class DMPlug(Method):
                 picker.push(deterministic_solve(prior, z.detach(), times), self.iterations)
         info = dict(selection=self.select, oracle=self.select == "oracle", iteration=picker.best_iter.clone())
         return DMPlugResult(picker.best.clone(), info)
+
+    def expected_nfe(self, prior):
+        if self.select != "last":
+            return None                   # early stopping: as many iterations as the data need
+        n = len(self.schedule.times(prior.path, self.num_steps))
+        return {"nfe": (self.iterations + 1) * n, "nfe_backward": self.iterations * n}
 
 
 class _Selector:

@@ -20,8 +20,8 @@ from typing import Optional
 
 import torch
 
+from ..sampling.schedules import Schedule
 from .base import GuidedMethod
-from .spectral import Spectrum, gaussian_sigma
 
 
 class DMPS(GuidedMethod):
@@ -34,32 +34,24 @@ class DMPS(GuidedMethod):
     Args:
         num_steps: network evaluations (paper: 1000 DDPM, 50 flow).
         eta: DDIM stochasticity (1 = the paper's DDPM version, 0 = its flow Euler version).
-        scale: lambda; None picks the paper's values, 2.0 on a rectified-flow path and 1.75
-            otherwise.
+        scale: lambda (paper: 1.75 for the DDPM version, Algorithm 1; 2.0 for the flow version,
+            Algorithm 2, which a config for a flow prior sets).
     """
 
     requires = ("svd",)
 
-    def __init__(self, num_steps: int = 1000, eta: float = 1.0, scale: Optional[float] = None):
-        super().__init__(num_steps, eta)
-        if scale is not None and not float(scale) > 0:
+    def __init__(self, num_steps: int = 1000, eta: float = 1.0, scale: float = 1.75,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
+        if not float(scale) > 0:
             raise ValueError(f"DMPS scale lambda must be > 0, got {scale}")
-        self.scale = None if scale is None else float(scale)
+        self.scale = float(scale)
 
-    def scale_for(self, prior) -> float:
-        if self.scale is not None:
-            return self.scale
-        return 2.0 if getattr(prior.path, "kind", None) == "rf" else 1.75
-
-    def prepare(self, p):
-        return dict(spectrum=Spectrum(p.operator, p.y), sigma=gaussian_sigma(p.noise, self.name),
-                    scale=self.scale_for(p.prior))
-
-    def correct(self, s, p):
+    def estimate(self, s, p):
         a, b = s.a, s.b
         if float(a) == 0:
-            return s.x0, None
-        sp, sigma, lam = p.extra["spectrum"], p.extra["sigma"], p.extra["scale"]
+            return s.x0
+        sp, sigma, lam = p.spectrum(), p.sigma, self.scale
         den = a * (a ** 2 * sigma ** 2 + b ** 2 * sp.s ** 2)
         coef = torch.where(sp.measured, lam * b ** 2 * sp.s / den.clamp_min(1e-300), torch.zeros_like(sp.s))
-        return s.x0 + sp.v(coef * (a * sp.uy - sp.s * sp.vt(s.x))), None
+        return s.x0 + sp.v(coef * (a * sp.uy - sp.s * sp.vt(s.x)))

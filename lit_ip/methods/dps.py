@@ -1,4 +1,5 @@
-"""Diffusion posterior sampling (DPS), Chung et al. 2023, ICLR, Algorithm 1.
+"""Diffusion posterior sampling for general noisy inverse problems (DPS), Chung, Kim, Mccann,
+Klasky & Ye 2023, ICLR (arXiv:2209.14687), Algorithms 1 (Gaussian) and 2 (Poisson).
 
 After the unconditional step, DPS moves the state down the gradient of the data-fit
 residual at the Tweedie estimate (Alg. 1, line 7):
@@ -6,13 +7,18 @@ residual at the Tweedie estimate (Alg. 1, line 7):
     x_{i-1} = x'_{i-1} - zeta_i * grad_{x_i} ||y - A(x0_hat(x_i))||^2,   zeta_i = zeta' / ||y - A(x0_hat)||,
 
 which equals ``x'_{i-1} - 2 zeta' grad ||y - A(x0_hat)||`` (the non-squared norm, as in the
-authors' code; the factor 2 is absorbed in ``zeta``). The norm is per sample
-(DESIGN.md: the authors' code takes it over the whole batch, which couples samples).
+authors' code; the factor 2 is absorbed in ``zeta``). With Poisson noise the norm is the paper's
+weighted ``||y - A(x0_hat)||_Lambda``, ``Lambda_jj = 1 / (2 y_j)`` (Algorithm 2; the data fit's
+:meth:`~lit_ip.methods.likelihood.DataFit.distance`). The norm is per sample (the authors' code takes
+it over the whole batch, which couples samples).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from ..sampling.schedules import Schedule
 from .base import GuidedMethod
 
 
@@ -33,15 +39,13 @@ class DPS(GuidedMethod):
     requires = ("differentiable",)
     needs_grad = True
 
-    def __init__(self, num_steps: int = 1000, eta: float = 1.0, zeta: float = 0.5):
-        super().__init__(num_steps, eta)
+    def __init__(self, num_steps: int = 1000, eta: float = 1.0, zeta: float = 0.5,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
         if not float(zeta) >= 0:
             raise ValueError(f"DPS step size zeta must be >= 0, got {zeta}")
         self.zeta = float(zeta)
 
-    def correct(self, s, p):
-        residual = (p.y - p.operator(s.x0)).flatten(1)
-        # sqrt of a clamped square: the gradient is 0 (not NaN) at an exact fit
-        norm = torch.sqrt((residual ** 2).sum(1).clamp_min(1e-30))
-        (grad,) = torch.autograd.grad(norm.sum(), s.x)
-        return s.x0, -self.zeta * grad
+    def guidance(self, s, p):
+        (grad,) = torch.autograd.grad(p.fit.distance(s.x0).sum(), s.x)
+        return -self.zeta * grad

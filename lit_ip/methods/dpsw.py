@@ -1,5 +1,5 @@
-"""DPS-w: exploiting the exact denoising posterior score in training-free guidance
-(Bellchambers 2025; /work/shared/papers/exact-denoising-posterior-dps-w.txt).
+"""DPS-w, from "Exploiting the exact denoising posterior score in training-free guidance of
+diffusion models" (Bellchambers 2025).
 
 Exact posterior (Prop. 4.1, App. A.1). In the VE view ``u = x_t / a = x0 + sigma eps``, ``sigma = b / a``,
 and ``y = x0 + sigma_y n`` (denoising), the two Gaussians in ``x0`` combine into one:
@@ -37,9 +37,10 @@ from torch import Tensor
 
 from ..operators.inpainting import MaskInpainting
 from ..priors.analytic import GaussianMixturePrior
+from ..sampling.schedules import Schedule, time_at_level
 from .base import GuidedMethod
-from .spectral import Spectrum, gaussian_sigma, vjp
-from .whole_loop import per_sample_sum, time_for_level
+from .likelihood import per_sample_sum
+from .spectral import vjp
 
 
 def denoising_posterior_mean(prior, x: Tensor, a, b, y: Tensor, sigma_y: float) -> Tensor:
@@ -51,7 +52,7 @@ def denoising_posterior_mean(prior, x: Tensor, a, b, y: Tensor, sigma_y: float) 
     den = b ** 2 + a ** 2 * sigma_y ** 2
     m = (a * sigma_y ** 2 * x + b ** 2 * y) / den
     level = float((b ** 2 * sigma_y ** 2 / den).sqrt())
-    tau = time_for_level(prior.path, level)
+    tau = time_at_level(prior.path, level)
     a_tau, _ = prior.coefficients(tau, x)
     return prior.denoise(a_tau * m, tau)
 
@@ -100,9 +101,11 @@ class DPSw(GuidedMethod):
 
     MODES = ("dps-w", "exact")
 
+    gaussian_noise = True
+
     def __init__(self, num_steps: int = 1000, eta: float = 1.0, mode: str = "dps-w",
-                 w_scale: float = 1.0, w_max: Optional[float] = None):
-        super().__init__(num_steps, eta)
+                 w_scale: float = 1.0, w_max: Optional[float] = None, schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
         if mode not in self.MODES:
             raise ValueError(f"DPSw mode must be one of {self.MODES}, got {mode!r}")
         if not float(w_scale) > 0 or (w_max is not None and not float(w_max) > 0):
@@ -124,12 +127,12 @@ class DPSw(GuidedMethod):
 
     # --- preparation -----------------------------------------------------------
     def prepare(self, p):
-        sigma = gaussian_sigma(p.noise, self.name)
+        sigma = p.sigma
         op = p.operator
         if self.mode == "dps-w":
             support = op.mask.expand(p.y.shape[0], *p.prior.image_shape) if isinstance(op, MaskInpainting) else None
             return dict(sigma=sigma, y_ref=op.adjoint(p.y), support=support)
-        sp = Spectrum(op, p.y)
+        sp = p.spectrum()
         s = sp.s.expand(p.y.shape[0], -1)
         if bool(sp.measured.all()) and float(s.max() - s.min()) <= 1e-10 * float(s.max()):
             c = float(s[0, 0])                  # A^T A = c^2 I: denoising of A^+ y with noise sigma / c
@@ -146,12 +149,12 @@ class DPSw(GuidedMethod):
         return dict(isotropic=False, V=V, s2=s ** 2 * sp.measured / sigma ** 2, Aty=Aty)
 
     # --- the correction ----------------------------------------------------------
-    def correct(self, s, p):
+    def estimate(self, s, p):
         if self.mode == "exact":
-            return self.exact_mean(s, p), None
+            return self.exact_mean(s, p)
         if float(s.a) == 0:                     # x_t carries no information: J = 0, no guidance
-            return s.x0, None
-        e, op, x0 = p.extra, p.operator, s.x0.detach()
+            return s.x0
+        e, op, x0 = p.state, p.operator, s.x0.detach()
         y_ref = e["y_ref"]
         if e["support"] is not None:              # inpainting: missing pixels keep u = x_t / a (Eq. 9)
             y_ref = e["support"] * y_ref + (1 - e["support"]) * s.x.detach() / s.a
@@ -160,7 +163,14 @@ class DPSw(GuidedMethod):
         g_ref = vjp(s.x0, s.x, 2 * (y_ref - x0), retain=True)                   # -grad ||y_ref - x0_hat||^2
         g = vjp(s.x0, s.x, 2 * op.adjoint(p.y - op(x0)))                        # -grad ||y - A x0_hat||^2
         w = self.weight(s_ref, g_ref, e["support"])
-        return x0 + s.b ** 2 / s.a * w * g, None
+        return x0 + s.b ** 2 / s.a * w * g
+
+    def expected_nfe(self, prior):
+        if self.mode == "exact":
+            return None                         # one or two prior calls per step, by operator
+        guided = sum(1 for t, _ in self.pairs(prior) if float(prior.path.coefficients(t)[0]) > 0)
+        n = len(self.pairs(prior))
+        return {"nfe": n + guided, "nfe_backward": 2 * guided}
 
     def weight(self, s_ref: Tensor, g_ref: Tensor, support: Optional[Tensor]) -> Tensor:
         """``w_t = <s_ref, g_ref> / ||g_ref||^2`` per sample, on the support (Eqs. 14, 40, 42)."""
@@ -174,7 +184,7 @@ class DPSw(GuidedMethod):
 
     def exact_mean(self, s, p) -> Tensor:
         """``E[x0 | x_t, y]`` (Props. 4.1-4.2)."""
-        e, x = p.extra, s.x
+        e, x = p.state, s.x
         if e["isotropic"]:
             return denoising_posterior_mean(p.prior, x, s.a, s.b, e["y"], e["sigma"])
         snr = (s.a / s.b) ** 2

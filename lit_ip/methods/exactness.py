@@ -153,7 +153,7 @@ def mode_weights(samples: Tensor, posterior: GaussianMixturePrior) -> Tensor:
 def draws(method, problem: ExactProblem, n: int, seed: int = 0) -> Tensor:
     """``n`` outputs of ``method`` for ``problem``'s measurement (sample indices ``0..n-1``, float64)."""
     from ..operators.noise import GaussianNoise
-    from ..sampling.rng import SampleRNG
+    from ..rng import SampleRNG
     rng = SampleRNG.for_indices(range(n), seed, dtype=torch.float64)
     return method.sample(problem.prior, problem.operator, problem.batch(n), rng, GaussianNoise(problem.sigma))
 
@@ -167,7 +167,7 @@ def posterior_as_prior(problem: ExactProblem) -> GaussianMixturePrior:
 
 def draw_exact(posterior: GaussianMixturePrior, n: int, seed: int = 0, rng=None) -> Tensor:
     """``n`` exact posterior draws (reference for the Monte Carlo floor of the errors)."""
-    from ..sampling.rng import SampleRNG
+    from ..rng import SampleRNG
     rng = rng or SampleRNG.for_indices(range(n), seed, dtype=torch.float64)
     return posterior.sample(n, rng).to(torch.float64)
 

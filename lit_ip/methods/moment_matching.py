@@ -17,11 +17,14 @@ step with a graph, and ``J v = d (g(u) . v) / d u``.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ..operators.linalg import conjugate_gradient
+from ..sampling.schedules import Schedule
 from .base import GuidedMethod
-from .spectral import gaussian_sigma, vjp
+from .spectral import vjp
 
 
 class MomentMatching(GuidedMethod):
@@ -43,28 +46,32 @@ class MomentMatching(GuidedMethod):
 
     requires = ("linear",)
     needs_grad = True
+    gaussian_noise = True
 
-    def __init__(self, num_steps: int = 1000, eta: float = 1.0, cg_iters: int = 20, cg_tol: float = 1e-12):
-        super().__init__(num_steps, eta)
+    def __init__(self, num_steps: int = 1000, eta: float = 1.0, cg_iters: int = 20, cg_tol: float = 1e-12,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
         if int(cg_iters) < 1:
             raise ValueError(f"cg_iters must be >= 1, got {cg_iters}")
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
 
-    def prepare(self, p):
-        return gaussian_sigma(p.noise, self.name)
-
-    def correct(self, s, p):
-        a, b, op, sigma = s.a, s.b, p.operator, p.extra
+    def estimate(self, s, p):
+        a, b, op, sigma = s.a, s.b, p.operator, p.sigma
         if float(a) == 0:
-            return s.x0, None
+            return s.x0
         c = b ** 2 / a
         u = torch.zeros_like(s.x0, requires_grad=True)
         (g,) = torch.autograd.grad(s.x0, s.x, grad_outputs=u, create_graph=True)   # g(u) = J^T u
 
         def cov_matvec(w):          # (A Sigma A^T + sigma^2) w = c A J A^T w + sigma^2 w
             (jv,) = torch.autograd.grad(g, u, grad_outputs=op.adjoint(w), retain_graph=True)
+            p.prior.evaluations.add_backward(w.shape[0])     # a Jacobian-vector product
             return c * op(jv.detach()) + sigma ** 2 * w
 
         w = conjugate_gradient(cov_matvec, (p.y - op(s.x0.detach())).detach(), iters=self.cg_iters, tol=self.cg_tol)
         s_y = vjp(s.x0, s.x, op.adjoint(w))
-        return s.x0 + c * s_y, None
+        return s.x0 + c * s_y
+
+    def expected_nfe(self, prior):
+        n = super().expected_nfe(prior)
+        return {"nfe": n["nfe"], "nfe_backward": None}    # CG iterations depend on the data

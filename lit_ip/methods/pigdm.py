@@ -1,4 +1,5 @@
-"""Pseudoinverse-guided diffusion models (PiGDM), Song, Vahdat, Mardani & Kautz 2023, ICLR.
+"""Pseudoinverse-guided diffusion models for inverse problems (PiGDM), Song, Vahdat, Mardani &
+Kautz 2023, ICLR (OpenReview).
 
 ``p(x0 | x_t)`` is approximated by ``N(x0_hat, r_t^2 I)`` (Eq. 4), so ``p(y | x_t) ~=
 N(H x0_hat, r_t^2 H H^T + sigma_y^2 I)`` (Eq. 6) and the guidance is the vector-Jacobian product
@@ -17,8 +18,18 @@ native units, and the OT-ODE choice of Pokle et al. 2023 on rectified flow).
 """
 from __future__ import annotations
 
+from typing import Optional
+
+from ..sampling.schedules import Schedule
 from .base import GuidedMethod
-from .spectral import Spectrum, gaussian_sigma, solve_gram, vjp
+from .spectral import gaussian_sigma, vjp
+
+
+def tweedie_variance(data_var: float, a, b) -> float:
+    """PiGDM's ``r_t^2 = v sigma^2 / (v + sigma^2)``, ``sigma = b / a`` (``v`` at ``a = 0``; App. A.3): the
+    posterior variance of ``x0`` given ``x_t`` for Gaussian data of variance ``v``."""
+    v, a, b = float(data_var), float(a), float(b)
+    return v * b ** 2 / (v * a ** 2 + b ** 2)
 
 
 class PiGDM(GuidedMethod):
@@ -37,9 +48,11 @@ class PiGDM(GuidedMethod):
 
     requires = ("h_dagger",)
     needs_grad = True
+    gaussian_noise = True
 
-    def __init__(self, num_steps: int = 100, eta: float = 1.0, cg_iters: int = 50, cg_tol: float = 1e-10):
-        super().__init__(num_steps, eta)
+    def __init__(self, num_steps: int = 100, eta: float = 1.0, cg_iters: int = 50, cg_tol: float = 1e-10,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
 
     def check_inputs(self, prior, operator, y, noise):
@@ -49,24 +62,17 @@ class PiGDM(GuidedMethod):
                              f"but {operator.describe()} is not; only noiseless data can use h_dagger")
 
     def prepare(self, p):
-        sigma = gaussian_sigma(p.noise, self.name)
-        if sigma == 0:
-            return dict(sigma=0.0, hy=p.operator.h_dagger(p.y))
-        spectrum = Spectrum(p.operator, p.y) if p.operator.has_svd else None
-        return dict(sigma=sigma, spectrum=spectrum)
+        return dict(hy=p.operator.h_dagger(p.y)) if p.sigma == 0 else None
 
     def r2(self, s, prior) -> float:
-        """``r_t^2 = data_var sigma^2 / (data_var + sigma^2)``, ``sigma = b / a`` (data_var at a = 0)."""
-        v = prior.data_var
-        a, b = float(s.a), float(s.b)
-        return v * b ** 2 / (v * a ** 2 + b ** 2)
+        return tweedie_variance(prior.data_var, s.a, s.b)
 
-    def correct(self, s, p):
-        op, e, x0 = p.operator, p.extra, s.x0.detach()
-        if e["sigma"] == 0:
-            g = vjp(s.x0, s.x, e["hy"] - op.h_dagger(op(x0)))
+    def guidance(self, s, p):
+        op, x0 = p.operator, s.x0.detach()
+        if p.sigma == 0:
+            g = vjp(s.x0, s.x, p.state["hy"] - op.h_dagger(op(x0)))
         else:
             r2 = self.r2(s, p.prior)
-            lifted = solve_gram(op, p.y - op(x0), r2, e["sigma"], self.cg_iters, self.cg_tol, e["spectrum"])
-            g = r2 * vjp(s.x0, s.x, lifted)
-        return s.x0, s.a * g
+            w = op.gram_solve(p.y - op(x0), r2, p.sigma ** 2, self.cg_iters, self.cg_tol)
+            g = r2 * vjp(s.x0, s.x, op.adjoint(w))
+        return s.a * g

@@ -1,5 +1,5 @@
-"""RED-diff: a variational perspective on solving inverse problems with diffusion models,
-Mardani, Song, Kautz & Vahdat 2023 (ICLR 2024), Eq. (9)-(10) and Algorithm 1.
+"""RED-diff, from "A variational perspective on solving inverse problems with diffusion models",
+Mardani, Song, Kautz & Vahdat 2023 (ICLR 2024, arXiv:2305.04391), Eq. (9)-(10) and Algorithm 1.
 
 The posterior is approximated by ``q = N(mu, sigma_q^2 I)`` with ``sigma_q -> 0``; minimising
 ``KL(q || p(x0 | y))`` becomes, with the denoising-score-matching form of the prior term,
@@ -22,16 +22,17 @@ from typing import Optional
 
 import torch
 
-from ..operators.noise import GaussianNoise
+from ..sampling.schedules import Schedule
 from .base import Method
-from .whole_loop import likelihood_sigma, per_sample_sum
+from .likelihood import per_sample_sum
 
 
 class REDDiff(Method):
     """RED-diff (Mardani et al. 2023): Adam on ``mu`` over a descending time schedule.
 
-    Needs a differentiable operator and Gaussian noise (``sigma_y``, or an explicit ``sigma_y``
-    for noiseless data). Adam acts element-wise on a sum of per-sample losses, so samples stay
+    Needs a differentiable operator; the data term is the noise model's data fit (Gaussian with
+    ``sigma_y``, or an explicit ``sigma_y`` for noiseless data; Poisson by its Gaussian
+    approximation). Adam acts element-wise on a sum of per-sample losses, so samples stay
     independent.
 
     Args:
@@ -48,8 +49,9 @@ class REDDiff(Method):
     INITS = ("pinv", "mean")
 
     def __init__(self, num_steps: int = 1000, lam: float = 0.25, lr: float = 0.05,
-                 sigma_y: Optional[float] = None, init: str = "pinv", beta1: float = 0.9, beta2: float = 0.99):
-        super().__init__(num_steps)
+                 sigma_y: Optional[float] = None, init: str = "pinv", beta1: float = 0.9, beta2: float = 0.99,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, schedule)
         if not float(lam) >= 0 or not float(lr) > 0:
             raise ValueError(f"RED-diff needs lam >= 0 and lr > 0, got {lam}, {lr}")
         if init not in self.INITS:
@@ -66,25 +68,32 @@ class REDDiff(Method):
             raise ValueError(f"RED-diff init='pinv' needs a pseudo-inverse, but {operator.describe()} has "
                              f"none; use init='mean'")
 
+    def likelihood_sigma(self):
+        return self.sigma_y
+
     def sample(self, prior, operator, y, rng, noise=None):
-        noise = GaussianNoise(0.0) if noise is None else noise
-        self.check_inputs(prior, operator, y, noise)
-        sigma_y = likelihood_sigma(noise, self.sigma_y, self.name)
+        p = self.setup(prior, operator, y, noise)
+        p.fit.require_density(self.name)
         shape = (y.shape[0], *prior.image_shape)
         with torch.no_grad():
             mu0 = operator.h_dagger(y) if self.init == "pinv" else torch.full(shape, prior.data_mean)
         mu = mu0.to(y).detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([mu], lr=self.lr, betas=(self.beta1, self.beta2))
-        for t in prior.path.timesteps(self.num_steps):
+        for t in self.times(prior):
             a, b = prior.coefficients(t, mu)
-            if float(a) == 0:
-                continue
             eps = rng.randn(shape).to(mu)
             with torch.no_grad():
                 eps_hat = prior.eps(a * mu + b * eps, t)
-            data = per_sample_sum((y - operator(mu)) ** 2) / (2 * sigma_y ** 2)
             reg = self.lam * b / a * per_sample_sum((eps_hat - eps) * mu)
             opt.zero_grad()
-            (data + reg).sum().backward()
+            (p.fit.nll(mu) + reg).sum().backward()
             opt.step()
         return mu.detach()
+
+    def times(self, prior) -> list:
+        """The schedule's times where ``x_t`` depends on ``mu`` (``a > 0``)."""
+        return [t for t in self.schedule.times(prior.path, self.num_steps)
+                if float(prior.path.coefficients(t)[0]) > 0]
+
+    def expected_nfe(self, prior):
+        return {"nfe": len(self.times(prior)), "nfe_backward": 0}

@@ -1,4 +1,5 @@
-"""Twisted diffusion sampler (TDS), Wu, Trippe, Naesseth, Blei & Cunningham 2023 (NeurIPS),
+"""Twisted diffusion sampler (TDS), from "Practical and asymptotically exact conditional sampling in
+diffusion models", Wu, Trippe, Naesseth, Blei & Cunningham 2023 (NeurIPS, arXiv:2306.17775),
 Algorithm 1: sequential Monte Carlo over the reverse diffusion, asymptotically exact (as the
 number of particles grows) for the posterior ``p_theta(x0) p(y | x0)`` of the sampler's model.
 
@@ -29,11 +30,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..operators.noise import GaussianNoise
-from ..sampling.steps import bridge_std, time_pairs
+from typing import Optional
+
+from ..sampling.schedules import Schedule
+from ..sampling.steps import bridge_std, ddim_mean
 from .base import Method
-from .spectral import Spectrum, gaussian_sigma, vjp
-from .whole_loop import per_sample_sum
+from .likelihood import per_sample_sum
+from .pigdm import tweedie_variance
+from .spectral import vjp
 
 
 class _ParticleRNG:
@@ -74,9 +78,11 @@ class TDS(Method):
 
     TWISTS = ("pigdm", "tweedie")
 
+    gaussian_noise = True
+
     def __init__(self, num_steps: int = 100, num_particles: int = 16, ess_threshold: float = 0.5,
-                 twist: str = "tweedie"):
-        super().__init__(num_steps)
+                 twist: str = "tweedie", schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, schedule)
         if int(num_particles) < 1 or not 0 <= float(ess_threshold) <= 1:
             raise ValueError(f"TDS needs num_particles >= 1 and ess_threshold in [0, 1], "
                              f"got {num_particles}, {ess_threshold}")
@@ -94,22 +100,21 @@ class TDS(Method):
         return ll, sp["v"](sp["s"] * resid / var)
 
     def sample(self, prior, operator, y, rng, noise=None):
-        noise = GaussianNoise(0.0) if noise is None else noise
-        self.check_inputs(prior, operator, y, noise)
-        sigma = gaussian_sigma(noise, self.name)
+        p = self.setup(prior, operator, y, noise)
+        sigma = p.sigma
         if sigma <= 0:
             raise ValueError(f"{self.name} needs noisy measurements (sigma_y > 0): its weights use the "
                              f"likelihood N(y; A x0, sigma_y^2)")
         B, K = y.shape[0], self.num_particles
-        spec = Spectrum(operator, y)
+        spec = p.spectrum()
         rep = lambda t: t.expand(B, -1).repeat_interleave(K, 0)
         sp = dict(s=rep(spec.s), uy=rep(spec.uy), measured=rep(spec.measured), vt=spec.vt, v=spec.v)
         prng = _ParticleRNG(rng, K)
         x = prior.init_noise(B * K, prng).to(y)
         logw = torch.zeros(B, K, dtype=torch.float64, device=y.device)
-        for t, t_next in time_pairs(prior.path, self.num_steps):
+        for t, t_next in self.pairs(prior):
             a, b = prior.coefficients(t, x)
-            r2 = prior.data_var * b ** 2 / (prior.data_var * a ** 2 + b ** 2) if self.twist == "pigdm" else 0.0
+            r2 = tweedie_variance(prior.data_var, a, b) if self.twist == "pigdm" else 0.0
             with torch.enable_grad():
                 x_in = x.detach().requires_grad_(True)
                 x0 = prior.denoise(x_in, t)
@@ -124,15 +129,15 @@ class TDS(Method):
                 break
             a_n, b_n = prior.coefficients(t_next, x)
             c = bridge_std(a, b, a_n, b_n, 1.0)
-            k_eps = torch.sqrt((b_n ** 2 - c ** 2).clamp_min(0)) / b
-            mean_p = a_n * x0 + k_eps * (x - a * x0)
-            shift = (a_n - k_eps * a) * (b ** 2 / a) * grad if float(a) > 0 else torch.zeros_like(x)
+            mean_p = ddim_mean(x, x0, a, b, a_n, b_n, c)                       # the model's transition
+            x0_q = x0 + (b ** 2 / a) * grad if float(a) > 0 else x0             # the twisted one
+            mean_q = ddim_mean(x, x0_q, a, b, a_n, b_n, c)
             if float(c) == 0:                                   # deterministic transition: no twist
                 x = mean_p
                 logw = logw - twist.view(B, K).double()
                 continue
-            x_new = mean_p + shift + c * prng.randn(x.shape).to(x)
-            log_ratio = (per_sample_sum((x_new - mean_p - shift) ** 2) - per_sample_sum((x_new - mean_p) ** 2)) / (2 * c ** 2)
+            x_new = mean_q + c * prng.randn(x.shape).to(x)
+            log_ratio = (per_sample_sum((x_new - mean_q) ** 2) - per_sample_sum((x_new - mean_p) ** 2)) / (2 * c ** 2)
             logw = logw + (log_ratio - twist).view(B, K).double()
             x = x_new
         cdf = torch.cumsum(torch.softmax(logw, 1), 1)                     # one draw by the final weights
@@ -152,6 +157,12 @@ class TDS(Method):
         flat = (idx + K * torch.arange(B, device=logw.device)[:, None]).flatten()
         out = [p[flat] for p in particles]
         return (*out, torch.where(low[:, None], torch.zeros_like(logw), logw))
+
+
+    def expected_nfe(self, prior):
+        pairs, K = self.pairs(prior), self.num_particles
+        guided = sum(1 for t, _ in pairs if float(prior.path.coefficients(t)[0]) > 0)
+        return {"nfe": len(pairs) * K, "nfe_backward": guided * K}
 
 
 SMC = TDS

@@ -9,8 +9,6 @@ per-coordinate arrays of the same length as ``x_bar``; ``s == 0`` marks the null
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -64,22 +62,3 @@ def vjp(x0: Tensor, x: Tensor, v: Tensor, retain: bool = False) -> Tensor:
     """``J^T v`` with ``J = d x0 / d x`` (per sample, since the prior treats rows independently)."""
     (g,) = torch.autograd.grad(x0, x, grad_outputs=v.detach(), retain_graph=retain)
     return g
-
-
-def solve_gram(operator, rhs: Tensor, weight: float, sigma: float, iters: int, tol: float,
-               spectrum: Optional[Spectrum] = None) -> Tensor:
-    """``A^T (weight A A^T + sigma^2 I)^{-1} rhs`` per sample, by the SVD when given, else by CG.
-
-    With the SVD: ``V [s / (weight s^2 + sigma^2)] U^T rhs`` (coordinates with ``s = 0`` give 0).
-    """
-    if spectrum is not None:
-        n = spectrum.s.shape[-1]
-        ur = _pad(operator.ut(rhs), n)
-        s = spectrum.s
-        den = weight * s ** 2 + sigma ** 2
-        coef = torch.where(spectrum.measured & (den > 0), s / den.clamp_min(1e-300), torch.zeros_like(s))
-        return spectrum.v(coef * ur)
-    from ..operators.linalg import conjugate_gradient
-    w = conjugate_gradient(lambda u: weight * operator(operator.adjoint(u)) + sigma ** 2 * u, rhs,
-                           iters=iters, tol=tol)
-    return operator.adjoint(w)

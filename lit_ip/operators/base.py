@@ -96,6 +96,22 @@ class LinearOperator(Operator):
     def h_dagger(self, y: Tensor) -> Tensor:
         return self.pinv(y)
 
+    # --- linear solves that methods share (closed form in SVDOperator) -------------------
+    def prox_l2(self, z: Tensor, y: Tensor, rho, iters: int = 100, tol: float = 1e-10) -> Tensor:
+        """``argmin_x ||y - A x||^2 + rho ||x - z||^2 = z + (A^T A + rho I)^{-1} A^T (y - A z)`` per
+        sample (the data proximal step of HQS / DiffPIR; ``rho = 0`` is the projection
+        ``z + A^+ (y - A z)``). By conjugate gradients here."""
+        from .linalg import conjugate_gradient
+        rhs = self.adjoint(y - self.forward(z))
+        return z + conjugate_gradient(lambda v: self.adjoint(self.forward(v)) + rho * v, rhs, iters=iters, tol=tol)
+
+    def gram_solve(self, r: Tensor, weight, c, iters: int = 100, tol: float = 1e-10) -> Tensor:
+        """``(weight A A^T + c I)^{-1} r`` per sample, in measurement space (PiGDM's Eq. 7 and the
+        moment-matching covariance with ``weight = r_t^2``, ``c = sigma_y^2``). By conjugate gradients
+        here (minimum-norm where singular)."""
+        from .linalg import conjugate_gradient
+        return conjugate_gradient(lambda u: weight * self.forward(self.adjoint(u)) + c * u, r, iters=iters, tol=tol)
+
 
 class SVDOperator(LinearOperator):
     """A linear operator with a functional SVD (DDRM, Kawar et al. 2022, App. B)."""
@@ -132,6 +148,23 @@ class SVDOperator(LinearOperator):
         s = self.singular_values().to(y)
         z = self.ut(y) * self.inv_or_zero(s)
         return self.v(self.pad(z, y.shape[0]))
+
+    def prox_l2(self, z, y, rho, iters=100, tol=1e-10):
+        """Closed form: per spectral coordinate ``(s (U^T y) + rho z_bar) / (s^2 + rho)``, the null
+        space (``s = 0``) untouched."""
+        s = self.singular_values().to(z)
+        zb = self.vt(z)
+        m = s.shape[-1]
+        head = zb[:, :m]
+        measured = s > 1e-8
+        fit = (s * self.ut(y) + rho * head) / (s ** 2 + rho).clamp_min(1e-300)
+        return self.v(torch.cat([torch.where(measured, fit, head), zb[:, m:]], dim=1))
+
+    def gram_solve(self, r, weight, c, iters=100, tol=1e-10):
+        """Closed form: ``U diag(1 / (weight s^2 + c)) U^T r`` (0 where both vanish)."""
+        s = self.singular_values().to(r)
+        den = weight * s ** 2 + c
+        return self.u(torch.where(den > 0, self.ut(r) / den.clamp_min(1e-300), torch.zeros_like(den)))
 
     def pad(self, z: Tensor, batch: int) -> Tensor:
         """Pad ``(B, m)`` spectral coefficients with zeros to ``(B, n)``."""

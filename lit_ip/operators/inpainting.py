@@ -6,7 +6,7 @@ display and batch). Then the SVD is trivial (DDRM, Kawar et al. 2022, App. B):
 ``pinv(y) = m * y`` and ``A pinv(A x) = A x``.
 
 Random and box masks are *families*: :meth:`InpaintingFamily.bind` draws one mask
-per sample index from ``SampleRNG.for_indices(indices, seed, stream=2)``, so an index
+per sample index from ``SampleRNG.for_indices(indices, seed, stream="operator")``, so an index
 always gets the same mask whatever the batch it is in. Binding an index list with
 repeats (``[i, i, j, j]``) gives repeated masks, e.g. for several posterior samples.
 """
@@ -17,7 +17,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from ..sampling.rng import SampleRNG
+from ..rng import SampleRNG
 from .base import SVDOperator
 from .linalg import expect_shape
 
@@ -110,7 +110,7 @@ class InpaintingFamily(SVDOperator):
         raise NotImplementedError
 
     def bind(self, indices: Sequence[int], seed: int = 0) -> MaskInpainting:
-        rng = SampleRNG.for_indices(indices, seed, stream=2)
+        rng = SampleRNG.for_indices(indices, seed, stream="operator")
         masks = torch.stack([self.draw_mask(g) for g in rng.generators])
         return MaskInpainting(masks, self.in_shape)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..sampling.rng import SampleRNG
+from ..rng import SampleRNG
 from .base import LinearOperator
 from .blur import SeparableBlur
 from .linalg import expect_shape
@@ -182,7 +182,7 @@ class KernelBlur(LinearOperator):
 
 class MotionBlur(LinearOperator):
     """Family of motion blurs: ``bind(indices, seed)`` draws one :func:`motion_kernel` per sample
-    index from ``SampleRNG.for_indices(indices, seed, stream=2)`` and returns a :class:`KernelBlur`.
+    index from ``SampleRNG.for_indices(indices, seed, stream="operator")`` and returns a :class:`KernelBlur`.
 
     Args:
         in_shape: ``[C, H, W]``.
@@ -204,7 +204,7 @@ class MotionBlur(LinearOperator):
 
     def kernels_for(self, indices: Sequence[int], seed: int = 0) -> Tensor:
         """``(B, K, K)`` kernels of the given sample indices."""
-        rng = SampleRNG.for_indices(indices, seed, stream=2)
+        rng = SampleRNG.for_indices(indices, seed, stream="operator")
         return torch.stack([motion_kernel(self.kernel_size, self.intensity, g) for g in rng.generators])
 
     def bind(self, indices: Sequence[int], seed: int = 0) -> KernelBlur:

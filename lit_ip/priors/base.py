@@ -7,6 +7,8 @@ are in [0, 1] image units (a network working in [-1, 1] converts inside its wrap
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -16,8 +18,56 @@ from . import parameterization as P
 from .paths import NoisePath
 
 
+@dataclass
+class EvaluationCount:
+    """Prior evaluations, counted in images (a call on a batch of ``B`` counts ``B``).
+
+    ``forward``: calls of :meth:`Prior.denoise` (network forward passes). ``backward``: passes
+    of a gradient back through a denoiser output (vector-Jacobian products; a Jacobian-vector
+    product by double backward is counted by the method that does it, with :meth:`add_backward`).
+    """
+
+    forward: int = 0
+    backward: int = 0
+
+    def reset(self) -> None:
+        self.forward = self.backward = 0
+
+    def add_backward(self, rows: int) -> None:
+        self.backward += int(rows)
+
+    def per_sample(self, samples: int) -> dict:
+        """``{"nfe": forward / samples, "nfe_backward": backward / samples}``."""
+        n = max(int(samples), 1)
+        return {"nfe": self.forward / n, "nfe_backward": self.backward / n}
+
+
+def _counted(denoise):
+    """Wrap a subclass's ``denoise`` so that the outermost call is counted (a subclass calling
+    ``super().denoise`` counts once)."""
+
+    @functools.wraps(denoise)
+    def wrapper(self, x_t, t, *args, **kwargs):
+        depth = self.__dict__.get("_denoise_depth", 0)
+        self.__dict__["_denoise_depth"] = depth + 1
+        try:
+            out = denoise(self, x_t, t, *args, **kwargs)
+        finally:
+            self.__dict__["_denoise_depth"] = depth
+        if depth == 0:
+            count, rows = self.evaluations, int(x_t.shape[0])
+            count.forward += rows
+            if isinstance(out, Tensor) and out.requires_grad:
+                out.register_hook(lambda g: count.add_backward(rows))
+        return out
+
+    wrapper._counted = True
+    return wrapper
+
+
 class Prior(nn.Module):
-    """Base class. Subclasses implement :meth:`denoise`.
+    """Base class. Subclasses implement :meth:`denoise`; every call of it is counted in
+    :attr:`evaluations` (forward calls, and gradients passed back through its output).
 
     Args:
         path: noise path in [0, 1] image units.
@@ -34,6 +84,20 @@ class Prior(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.data_mean = float(data_mean)
         self.data_var = float(data_var)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("denoise")
+        if own is not None and not getattr(own, "_counted", False):
+            cls.denoise = _counted(own)
+
+    @property
+    def evaluations(self) -> EvaluationCount:
+        """Counted prior evaluations since the last :meth:`EvaluationCount.reset`."""
+        count = self.__dict__.get("_evaluations")
+        if count is None:
+            count = self.__dict__["_evaluations"] = EvaluationCount()
+        return count
 
     # --- to implement ---------------------------------------------------
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:

@@ -70,6 +70,11 @@ class NoisePath:
         """Descending grid of ``num_steps`` times from ``t_max`` towards ``t_min``."""
         raise NotImplementedError
 
+    def snap(self, t: Tensor) -> Tensor:
+        """The times a network trained on this path can be evaluated at, nearest to ``t``
+        (identity for continuous paths; a discrete path rounds to its training steps)."""
+        return t
+
     def scaled(self, factor: float) -> "NoisePath":
         """The same path with ``b`` multiplied by ``factor`` (a change of data units)."""
         new = object.__new__(type(self))
@@ -121,6 +126,9 @@ class VPPath(NoisePath):
         lab = self.log_alpha_bar.to(t.device)
         la = (1 - w) * lab[lo] + w * lab[lo + 1]
         return torch.exp(0.5 * la), torch.sqrt(-torch.expm1(la))
+
+    def snap(self, t):
+        return torch.as_tensor(t, dtype=torch.float64).round().clamp(self.t_min, self.t_max)
 
     def timesteps(self, num_steps):
         # evenly spaced integer steps from T-1 to 0 (DDIM "leading"/"trailing" mix used by DDPM-style code)

@@ -14,6 +14,8 @@ rectified-flow path ``a = 1 - t, b = t`` is exactly the Euler step of the veloci
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -28,14 +30,21 @@ def bridge_std(a: Tensor, b: Tensor, a_next: Tensor, b_next: Tensor, eta: float)
     return eta * b_next * torch.sqrt((1 - ratio ** 2).clamp_min(0))
 
 
+def ddim_mean(x: Tensor, x0: Tensor, a: Tensor, b: Tensor, a_next: Tensor, b_next: Tensor,
+              c: Tensor) -> Tensor:
+    """The deterministic part ``a' x0 + sqrt(b'^2 - c^2) eps_hat`` of a step with noise std ``c``
+    (the mean of the step's Gaussian transition; affine in ``x0``)."""
+    return a_next * x0 + torch.sqrt((b_next ** 2 - c ** 2).clamp_min(0)) * eps_from_x0(x0, x, a, b)
+
+
 def ddim_step(x: Tensor, x0: Tensor, a: Tensor, b: Tensor, a_next: Tensor, b_next: Tensor,
-              eta: float = 0.0, rng=None) -> Tensor:
-    """Move ``x`` from ``(a, b)`` to ``(a_next, b_next)`` given the clean estimate ``x0``."""
+              eta: float = 0.0, rng=None, c: Optional[Tensor] = None) -> Tensor:
+    """Move ``x`` from ``(a, b)`` to ``(a_next, b_next)`` given the clean estimate ``x0``; the fresh
+    noise has std ``c`` (default :func:`bridge_std` with ``eta``; ``c <= b_next``)."""
     if float(b_next) == 0:
         return x0
-    eps = eps_from_x0(x0, x, a, b)
-    c = bridge_std(a, b, a_next, b_next, eta)
-    out = a_next * x0 + torch.sqrt((b_next ** 2 - c ** 2).clamp_min(0)) * eps
+    c = bridge_std(a, b, a_next, b_next, eta) if c is None else torch.as_tensor(c).to(b_next)
+    out = ddim_mean(x, x0, a, b, a_next, b_next, c)
     if float(c) > 0:
         if rng is None:
             raise ValueError("a stochastic step (eta > 0) needs a random generator")
@@ -43,7 +52,16 @@ def ddim_step(x: Tensor, x0: Tensor, a: Tensor, b: Tensor, a_next: Tensor, b_nex
     return out
 
 
-def time_pairs(path, num_steps: int):
-    """``[(t_0, t_1), ..., (t_{N-1}, None)]`` over the path's descending grid; None = clean."""
-    grid = list(path.timesteps(num_steps))
-    return list(zip(grid, grid[1:] + [None]))
+def deterministic_solve(prior, x: Tensor, times) -> Tensor:
+    """Run the deterministic sampler from ``x`` at ``times[0]`` through ``times`` to the clean end.
+
+    Each step is ``x' = a' x0_hat + b' eps_hat`` (DDIM, eta = 0; flow Euler on a = 1 - t, b = t);
+    the last step (to ``t = None``) returns the Tweedie estimate. One prior call per time.
+    Differentiable in ``x`` when called under autograd (DMPlug back-propagates through it).
+    """
+    times = list(times)
+    for t, t_next in zip(times, times[1:] + [None]):
+        a, b = prior.coefficients(t, x)
+        a_n, b_n = prior.coefficients(t_next, x)
+        x = ddim_step(x, prior.denoise(x, t), a, b, a_n, b_n, 0.0)
+    return x
