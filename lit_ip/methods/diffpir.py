@@ -18,7 +18,7 @@ it is the projection ``x0_hat + A^+ (y - A x0_hat)``. Then noise is re-injected 
 
 The re-injection is the generic step with fresh-noise std ``c = sqrt(zeta) b'`` (the
 ``noise_std`` hook); the proximal step is the operator's :meth:`prox_l2`. The default schedule
-is the code's "quad" skip ``t = sqrt(linspace(0, T^2, N))`` (:class:`PowerTime` with power 1/2).
+is the code's "quad" skip ``t = T - sqrt(linspace(0, T^2, N))`` (``PowerTime(0.5, reverse=True)``).
 Written in the path's ``(a, b)`` it runs unchanged on VP/DDPM and rectified-flow priors (at
 ``a = 0``, the first step of a flow, ``rho = 0`` and the step is a projection of the prior mean).
 """
@@ -42,7 +42,7 @@ class DiffPIR(GuidedMethod):
         zeta: fraction of fresh noise in the re-injection, in [0, 1] (paper: 0.3 for
             deblurring and super-resolution, 1.0 for inpainting).
         cg_iters, cg_tol: conjugate-gradient budget for operators without an SVD.
-        schedule: time grid (default: the code's "quad" skip, ``PowerTime(0.5)``).
+        schedule: time grid (default: the code's "quad" skip, ``PowerTime(0.5, reverse=True)``).
     """
 
     requires = ("linear",)
@@ -60,7 +60,7 @@ class DiffPIR(GuidedMethod):
         del self.eta                                   # zeta, not DDIM's eta, sets the step noise
 
     def default_schedule(self):
-        return PowerTime(power=0.5)
+        return PowerTime(power=0.5, reverse=True)
 
     def rho(self, a, b, sigma: float):
         """``rho_t = lambda sigma_y^2 a^2 / b^2`` (finite at ``a = 0``)."""

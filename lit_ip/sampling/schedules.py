@@ -13,8 +13,9 @@ how many were made).
 :class:`UniformTime`         ``t`` evenly spaced from the top to ``t_min`` (``endpoint=False``: the
                              "leading" spacing ``0, T/N, ..., (N-1) T/N`` of the DDIM / DDRM code)
 :class:`PowerTime`           ``t = t_min + f (t_top - t_min) u^p``, ``u`` uniform: ``p = 2, f = 0.8`` is
-                             the DDIM code's "quad" grid (dense at the clean end), ``p = 1/2`` DiffPIR's
-                             "quad" skip ``t = sqrt(linspace(0, T^2, N))`` (dense at the noisy end)
+                             the DDIM code's "quad" grid; ``reverse=True`` uses ``1 - (1 - u)^p``:
+                             ``p = 1/2`` is DiffPIR's "quad" skip ``T - sqrt(linspace(0, T^2, N))``
+                             (both dense at the clean end)
 :class:`KarrasSigma`         EDM (Karras et al. 2022, Eq. 5): ``sigma_i = (s_max^(1/rho) + i/(N-1)
                              (s_min^(1/rho) - s_max^(1/rho)))^rho``, ``rho = 7``
 :class:`LogSNRUniform`       ``log(a / b)`` evenly spaced (uniform in log-SNR)
@@ -105,19 +106,23 @@ class UniformTime(Schedule):
 
 
 class PowerTime(Schedule):
-    """``t_i = t_min + fraction (t_top - t_min) u_i^power``, ``u`` from 1 to 0 in ``N`` even steps.
+    """``t_i = t_min + fraction (t_top - t_min) g(u_i)``, ``u`` from 1 to 0 in ``N`` even steps, with
+    ``g(u) = u^power`` or, ``reverse=True``, ``g(u) = 1 - (1 - u)^power``.
 
-    ``power=2, fraction=0.8``: the DDIM code's "quad" grid; ``power=0.5``: DiffPIR's "quad" skip."""
+    ``power=2, fraction=0.8``: the DDIM code's "quad" grid ``(linspace(0, sqrt(0.8 T), N))^2``;
+    ``power=0.5, reverse=True``: DiffPIR's "quad" skip (its code indexes the reversed noise levels
+    by ``sqrt(linspace(0, T^2, N))``, i.e. ``t = T - sqrt(linspace(0, T^2, N))``)."""
 
-    def __init__(self, power: float = 2.0, fraction: float = 1.0):
+    def __init__(self, power: float = 2.0, fraction: float = 1.0, reverse: bool = False):
         if not float(power) > 0 or not 0 < float(fraction) <= 1:
             raise ValueError(f"PowerTime needs power > 0 and fraction in (0, 1], got {power}, {fraction}")
-        self.power, self.fraction = float(power), float(fraction)
+        self.power, self.fraction, self.reverse = float(power), float(fraction), bool(reverse)
 
     def grid(self, path, num_steps, t_start):
         lo = float(path.t_min)
         u = torch.linspace(1, 0, num_steps, dtype=torch.float64)
-        return lo + self.fraction * (t_start - lo) * u ** self.power
+        g = 1 - (1 - u) ** self.power if self.reverse else u ** self.power
+        return lo + self.fraction * (t_start - lo) * g
 
 
 class _LevelSchedule(Schedule):
