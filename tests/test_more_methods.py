@@ -21,8 +21,7 @@ from lit_ip.methods.exactness import (ExactProblem, distance_to_mean, draw_exact
                                       residual, spread)
 from lit_ip.methods.reddiff import REDDiff
 from lit_ip.methods.smc import TDS, systematic_resample
-from lit_ip.operators.base import LinearOperator, Operator
-from lit_ip.operators.inpainting import RandomInpainting
+from lit_ip.operators.base import LinearOperator
 from lit_ip.operators.noise import GaussianNoise
 from lit_ip.priors.base import Prior
 from lit_ip.priors.paths import RectifiedFlowPath, VPPath
@@ -228,61 +227,12 @@ def test_methods_run_on_rectified_flow_priors(name):
         assert err["mean"] <= SAMPLER_BOUNDS[name]["mean"] + 0.1, (name, err)   # N = 200: more MC noise
 
 
-# --- seeds, batches, refusals ----------------------------------------------------------------------
-SMALL = {
-    "DiffPIR": lambda: DiffPIR(10),
-    "DPSw-exact": lambda: DPSw(10, mode="exact"),
-    "DPSw": lambda: DPSw(10),
-    "DAPS": lambda: DAPS(5, ode_steps=2, langevin_steps=5, lr=1e-3),
-    "TDS": lambda: TDS(10, num_particles=4, ess_threshold=1.0),
-    "REDDiff": lambda: REDDiff(10, lr=0.02),
-    "DMPlug": lambda: DMPlug(2, iterations=12, lr=2e-2, window=3, patience=2),
-}
-
-
-MASKS = RandomInpainting(0.5, (1, 4, 4))
-
-
-def _small_run(name, indices, y, per_sample_masks=False):
-    pr = problem("mixture")
-    op = MASKS.bind(indices, seed=5) if per_sample_masks else pr.operator
-    rng = SampleRNG.for_indices(indices, 11, dtype=torch.float64)
-    return SMALL[name]().sample(pr.prior, op, y, rng, GaussianNoise(SIGMA))
-
-
-@pytest.mark.parametrize("masks", [False, True], ids=["dense", "per-sample-masks"])
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_determinism_and_batch_independence(name, masks):
-    pr = problem("mixture")
-    g = torch.Generator().manual_seed(3)
-    x = pr.prior.mean_vector().view(1, 1, 4, 4) + 0.2 * torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64)
-    ys = MASKS.bind(range(6), seed=5)(x) if masks else pr.operator(x)
-    full = _small_run(name, [0, 1, 2, 3], ys[:4], masks)
-    assert torch.equal(full, _small_run(name, [0, 1, 2, 3], ys[:4], masks))     # same seeds, same output
-    sub = _small_run(name, [3, 1], ys[[3, 1]], masks)                           # other batch composition
-    assert torch.allclose(sub, full[[3, 1]], atol=1e-9), name
-    other = _small_run(name, [5, 1], ys[[5, 1]], masks)                         # a neighbour changes
-    assert torch.allclose(other[1], full[1], atol=1e-9), name
-    assert not torch.allclose(full[0], full[1], atol=1e-6)
-
-
+# --- method-specific properties and refusals (cross-method ones: tests/test_method_cases.py) ----------
 def test_diffpir_conjugate_gradients_match_the_svd():
     pr = problem()
     no_svd = ExactProblem(pr.prior, _NoSVD(pr.operator.matrix), pr.y, pr.sigma, pr.posterior)
     for lam in (1.0, 7.0):
         assert torch.allclose(draws(DiffPIR(20, lam=lam), no_svd, 8), draws(DiffPIR(20, lam=lam), pr, 8), atol=1e-6)
-
-
-class _NonDifferentiable(Operator):
-    differentiable = False
-
-    def forward(self, x):
-        return torch.round(x.flatten(1)[:, :8] * 8) / 8
-
-
-class _NonLinear(Operator):
-    def forward(self, x):
-        return x.flatten(1)[:, :8] ** 2
 
 
 class _NoSVD(LinearOperator):
@@ -295,20 +245,6 @@ class _NoSVD(LinearOperator):
 
     def adjoint(self, y):
         return (y @ self.A.to(y)).view(-1, 1, 4, 4)
-
-
-@pytest.mark.parametrize("name,operator", [
-    ("DiffPIR", "nonlinear"), ("DPSw", "nonlinear"), ("DPSw-exact", "nosvd"), ("TDS", "nosvd"),
-    ("REDDiff", "nondiff"), ("DAPS", "nondiff"), ("DMPlug", "nondiff")])
-def test_unsuitable_operators_are_refused(name, operator):
-    pr = problem()
-    op = dict(nonlinear=_NonLinear((1, 4, 4)), nondiff=_NonDifferentiable((1, 4, 4)),
-              nosvd=_NoSVD(pr.operator.matrix))[operator]
-    method = SMALL[name]()
-    with pytest.raises(ValueError) as info:
-        method.sample(pr.prior, op, pr.batch(2), SampleRNG.for_indices([0, 1], dtype=torch.float64),
-                      GaussianNoise(SIGMA))
-    assert method.name in str(info.value) and type(op).__name__ in str(info.value)
 
 
 class _WrappedPrior(Prior):
@@ -369,8 +305,9 @@ def test_dmplug_oracle_selection_is_labelled_and_never_implicit():
                      GaussianNoise(SIGMA), ground_truth=truth)
     assert res.info["oracle"] is True and oracle.name == "DMPlug[oracle]"
     plain = DMPlug(2, iterations=5)
-    draws(plain, pr, 2)
-    assert plain.last_info["oracle"] is False and plain.name == "DMPlug"
+    res = plain.run(pr.prior, pr.operator, pr.batch(2), SampleRNG.for_indices([0, 1], dtype=torch.float64),
+                    GaussianNoise(SIGMA))
+    assert res.info["oracle"] is False and plain.name == "DMPlug"
 
 
 def test_systematic_resampling_stays_within_rows_and_matches_weights():

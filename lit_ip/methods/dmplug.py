@@ -96,8 +96,8 @@ class DMPlug(Method):
             with torch.enable_grad():
                 x = deterministic_solve(prior, z, times)
                 loss = per_sample_sum((y - operator(x)) ** 2)
-                opt.zero_grad()
-                loss.sum().backward()
+                # gradient for z only: the network's parameters must not accumulate gradients
+                (z.grad,) = torch.autograd.grad(loss.sum(), z)
             if picker.push(x.detach(), e):          # x = G(z^e); all samples have stopped
                 break
             opt.step()

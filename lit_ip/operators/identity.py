@@ -1,7 +1,6 @@
 """The identity operator (denoising): ``y = x``."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
