@@ -11,9 +11,10 @@ writes for that item (up to float rounding between batch sizes)::
     xs = posterior_sample(prior, op, y, PiGDM(num_steps=50), noise,
                           num_samples=8, seed=0, indices=[3])      # (1, 8, C, H, W)
 
-Seeding (``lit_ip/sampling/rng.py``): operator randomness (masks) comes from
-``operator.bind(indices, seed)`` (stream 2), measurement noise from stream 1 and the
-sampler from stream 0, with ``.repeat(num_samples)`` for several posterior samples.
+Seeding (:mod:`lit_ip.rng`): operator randomness (masks) comes from
+``operator.bind(indices, seed)`` (stream ``operator``), measurement noise from stream
+``measurement`` and the sampler from stream ``sampler``, with ``.repeat(num_samples)`` for
+several posterior samples (the first of which is the sample of ``num_samples=1``).
 Operator *families* (``RandomInpainting``, ``BoxInpainting``) may be passed unbound:
 every helper binds them to ``indices`` itself, so ``y`` and the samples see the same mask.
 """
@@ -33,8 +34,8 @@ from .rng import SampleRNG
 
 __all__ = ["simulate_measurement", "posterior_sample", "prior_sample", "pseudo_inverse", "psnr_ssim", "bind"]
 
-#: SampleRNG streams (as in ``lit_ip/sampling/rng.py`` and the predict module)
-SAMPLER, MEASUREMENT = 0, 1
+#: SampleRNG streams (as in :mod:`lit_ip.rng` and the predict module)
+SAMPLER, MEASUREMENT = "sampler", "measurement"
 
 
 def _indices(indices: Optional[Sequence[int]], batch: int, what: str) -> list[int]:

@@ -273,3 +273,21 @@ def test_datamodule_limit_indices_and_collate_errors(prior):
     with pytest.raises(ValueError, match="different shapes.*batch_size=1"):
         collate_items([{"image": torch.zeros(1, 2, 2), "key": "a", "index": 0},
                        {"image": torch.zeros(1, 3, 3), "key": "b", "index": 1}])
+
+
+def test_summary_reports_counted_network_evaluations(prior, tmp_path):
+    """``nfe`` in summary.json and metrics.csv is what the prior counted, not ``num_steps``: DAPS
+    makes ``ode_steps`` calls per level, DPS one call and one backward pass per step."""
+    from lit_ip.methods import DAPS, DPS
+    methods = {"daps": DAPS(4, ode_steps=3, langevin_steps=2, lr=1e-4), "dps": DPS(5, zeta=0.01)}
+    module = make_module(prior, methods=methods, num_samples=2,
+                         tasks={"denoise": Task(Identity(SHAPE), GaussianNoise(0.1))})
+    run_predict(module, AnalyticPriorSamples(prior, 3, seed=1), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    daps_nfe = methods["daps"].expected_nfe(prior)["nfe"]
+    assert daps_nfe > methods["daps"].num_steps
+    assert summary["nfe"] == {"daps": daps_nfe, "dps": 5}
+    assert summary["nfe_backward"] == {"daps": 0, "dps": 5}
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert {float(r["nfe"]) for r in rows if r["method"] == "daps"} == {daps_nfe}
+    assert all(r["nfe"] == "" for r in rows if r["method"] == "pinv")

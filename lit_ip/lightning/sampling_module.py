@@ -16,10 +16,12 @@ several *methods*; every method solves every task it accepts. In YAML::
         num_samples: 1
         seed: 0
 
-Randomness is per sample (``SampleRNG.for_indices``): operator randomness from
-``operator.bind(indices, seed)`` (stream 2), measurement noise from stream 1, the
-sampler from stream 0 (and ``.repeat(n)`` for ``n`` posterior samples), so outputs do
-not depend on batch size, batch order or the number of processes.
+Randomness is per sample (``SampleRNG.for_indices``, :mod:`lit_ip.rng`): operator randomness
+from ``operator.bind(indices, seed)`` (stream ``operator``), measurement noise from stream
+``measurement``, the sampler from stream ``sampler`` (and ``.repeat(n)`` for ``n`` posterior
+samples, whose first is the sample of ``num_samples: 1``), so outputs do not depend on batch
+size, batch order or the number of processes. The prior counts its evaluations during each
+method's call; the counts per posterior sample go to the outputs (``nfe``, ``nfe_backward``).
 """
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ class PosteriorSamplingModule(LightningModule):
         if there is one task, else a dict task -> tensor).
 
         Returns ``{"key", "index", "image" (or None), "tasks": {task: {"y", "pinv" (or
-        None), "recon": {method: (B, num_samples, C, H, W)}}}}``.
+        None), "recon": {method: (B, num_samples, C, H, W)}, "nfe": {method: {"nfe", "nfe_backward"}}}}}``.
         """
         keys = [str(k) for k in batch["key"]]
         indices = [int(i) for i in batch["index"]]
@@ -201,11 +203,11 @@ class PosteriorSamplingModule(LightningModule):
         op = self._bind(task.operator, indices)
         if y is None:
             with torch.no_grad():
-                y = task.noise.sample(op(image), self._rng(indices, stream=1))
+                y = task.noise.sample(op(image), self._rng(indices, "measurement"))
         n = self.num_samples
         op_n = op if n == 1 else self._bind(task.operator, [i for i in indices for _ in range(n)])
         y_n = y if n == 1 else y.repeat_interleave(n, 0)
-        recon = {}
+        recon, nfe = {}, {}
         for mname in self.pairs[tname]:
             method = self.methods[mname]
             try:
@@ -213,12 +215,14 @@ class PosteriorSamplingModule(LightningModule):
             except ValueError as e:
                 raise ValueError(f"task {tname!r}, method {mname!r}, keys {keys[:3]}: {e}") from e
             self._show_progress(f"{tname}/{mname}")
-            rng = self._rng(indices, stream=0)  # fresh per method: same start noise for all
+            rng = self._rng(indices, "sampler")  # fresh per method: same start noise for all
+            self.prior.evaluations.reset()
             x = method.sample(self.prior, op_n, y_n, rng if n == 1 else rng.repeat(n), task.noise)
+            nfe[mname] = self.prior.evaluations.per_sample(len(indices) * n)
             recon[mname] = x.detach().reshape(len(indices), n, *self.prior.image_shape)
         with torch.no_grad():
             pinv = measurement_pseudo_inverse(op, y)
-        return {"y": y.detach(), "pinv": None if pinv is None else pinv.detach(), "recon": recon}
+        return {"y": y.detach(), "pinv": None if pinv is None else pinv.detach(), "recon": recon, "nfe": nfe}
 
     def _show_progress(self, text: str) -> None:
         """Show the running (task, method) next to Lightning's tqdm predict bar, if there is one."""
@@ -231,7 +235,7 @@ class PosteriorSamplingModule(LightningModule):
         op = family.bind(list(indices), self.seed)
         return op if op is family else op.to(self.device)
 
-    def _rng(self, indices: Sequence[int], stream: int) -> SampleRNG:
+    def _rng(self, indices: Sequence[int], stream: str) -> SampleRNG:
         return SampleRNG.for_indices(indices, self.seed, stream, device=self.device)
 
     # predict-only module: nothing to optimise

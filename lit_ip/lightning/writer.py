@@ -35,7 +35,7 @@ from ..metrics.evaluation import Evaluation, std_image
 from .figures import FigureRow, image_grid
 from .sampling_module import PosteriorSamplingModule
 
-COLUMNS = ("key", "index", "task", "method", "sample", "psnr", "ssim")
+COLUMNS = ("key", "index", "task", "method", "sample", "psnr", "ssim", "nfe", "nfe_backward")
 PINV = "pinv"
 
 
@@ -49,6 +49,19 @@ def image_metrics(preds: Tensor, target: Tensor) -> tuple[list[float], list[floa
     ssim = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none",
                                                kernel_size=k, sigma=1.5 * k / 11)
     return [float(v) for v in psnr.reshape(-1)], [float(v) for v in ssim.reshape(-1)]
+
+
+def counted_nfe(summary: list[dict]) -> dict:
+    """``{"nfe": {method: ...}, "nfe_backward": {method: ...}}``: prior evaluations per posterior
+    sample as counted by the prior during the run, averaged over the method's tasks."""
+    out: dict = {"nfe": {}, "nfe_backward": {}}
+    for key in out:
+        per: dict[str, list[float]] = defaultdict(list)
+        for s in summary:
+            if key in s and not s["method"].endswith("(mean of samples)"):
+                per[s["method"]].append(float(s[key]))
+        out[key] = {m: sum(v) / len(v) for m, v in per.items()}
+    return out
 
 
 def is_image_shape(shape) -> bool:
@@ -116,8 +129,7 @@ class PredictionWriter(BasePredictionWriter):
                 f"pinv (y has shape {tuple(y_shape)})" if has_pinv[task] else None)
         self.layout = {"pairs": pl_module.pairs, "num_samples": pl_module.num_samples,
                        "display": display, "has_pinv": has_pinv, "run": pl_module.describe(),
-                       "tasks": pl_module.tasks, "seed": pl_module.seed,
-                       "nfe": {m: getattr(x, "nfe", x.num_steps) for m, x in pl_module.methods.items()}}
+                       "tasks": pl_module.tasks, "seed": pl_module.seed}
         self.evaluation.setup(pl_module.pairs, pl_module.num_samples)
         self.root.mkdir(parents=True, exist_ok=True)
         pl_module.set_skip(self.is_complete)
@@ -194,8 +206,9 @@ class PredictionWriter(BasePredictionWriter):
                     candidates.append((method, label, img))
             if gt is not None and candidates:
                 psnr, ssim = image_metrics(torch.stack([c[2] for c in candidates]), gt[None])
+                counted = res.get("nfe", {})  # prior evaluations per posterior sample, counted
                 rows += [{"key": key, "index": index, "task": task, "method": m, "sample": s,
-                          "psnr": p, "ssim": q, **extra.get((m, s), {})}
+                          "psnr": p, "ssim": q, **counted.get(m, {}), **extra.get((m, s), {})}
                          for (m, s, _), p, q in zip(candidates, psnr, ssim)]
         self._write_metrics(skey, {"key": key, "index": index, "rows": rows})
 
@@ -233,6 +246,9 @@ class PredictionWriter(BasePredictionWriter):
                         "psnr": sum(r["psnr"] for r in rs) / len(rs),
                         "ssim": sum(r["ssim"] for r in rs) / len(rs),
                         "nan": sum(1 for r in rs if math.isnan(r["psnr"]))})
+            for k in ("nfe", "nfe_backward"):     # counted per sample, averaged over the images
+                if all(r.get(k) is not None for r in rs):
+                    out[-1][k] = sum(float(r[k]) for r in rs) / len(rs)
         order = lambda s: (s["task"], not s["method"].startswith("pinv"), s["method"])  # noqa: E731
         return sorted(out, key=order)
 
@@ -248,7 +264,7 @@ class PredictionWriter(BasePredictionWriter):
         for s in self.summary:  # data-set LPIPS / FID / KID / consistency / calibration
             s.update((results or {}).get((s["task"], s["method"]), {}))
         io.write_json(self.path("summary.json"), {
-            "nfe": self.layout["nfe"], "missing_weights": self.evaluation.missing,
+            **counted_nfe(self.summary), "missing_weights": self.evaluation.missing,
             "skipped_samples": read_skipped(self.root / "skipped"),
             "evaluation": self.evaluation.describe(),
             "summary": self.summary, "num_images": len({r["key"] for r in rows}),
