@@ -308,3 +308,36 @@ op:
     ref = make_operator("compose_blur_sr", SHAPE)
     x = rand(1, *SHAPE, seed=16)
     assert isinstance(op, Compose) and torch.allclose(op(x), ref(x))
+
+
+# --- the linear solves methods share (prox_l2, gram_solve): closed form = definition -------------
+def _dense_solution(op, z, y, rho):
+    """``argmin ||y - A x||^2 + rho ||x - z||^2`` per sample from the dense matrix (rho > 0)."""
+    A = dense_matrix(op, SHAPE)
+    n = A.shape[1]
+    lhs = A.T @ A + rho * torch.eye(n)
+    rhs = (A.T @ y.flatten(1).T + rho * z.flatten(1).T)
+    return torch.linalg.solve(lhs, rhs).T.reshape(z.shape)
+
+
+@pytest.mark.parametrize("rho", [0.3, 4.0])
+@pytest.mark.parametrize("name", NAMES)
+def test_prox_l2_solves_the_proximal_problem(name, rho):
+    op = bound(name, indices=[0])
+    z, y = rand(1, *SHAPE, seed=3), rand(1, *out_shape(op), seed=4)
+    ref = _dense_solution(op, z, y, rho)
+    assert close(op.prox_l2(z, y, rho, iters=500, tol=1e-24), ref, 1e-6 if not op.has_svd else 1e-9)
+    if op.has_svd:   # the closed form agrees with the generic conjugate-gradient solve
+        from lit_ip.operators.base import LinearOperator
+        cg = LinearOperator.prox_l2(op, z, y, rho, iters=500, tol=1e-24)
+        assert close(cg, ref, 1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gram_solve_inverts_w_A_At_plus_c(name):
+    op = bound(name, indices=[0])
+    r = rand(1, *out_shape(op), seed=5)
+    w, c = 0.7, 0.05
+    u = op.gram_solve(r, w, c, iters=500, tol=1e-24)
+    back = w * op(op.adjoint(u)) + c * u
+    assert close(back, r, 1e-6 if not op.has_svd else 1e-9)

@@ -92,7 +92,8 @@ class Schedule:
 class UniformTime(Schedule):
     """``t`` evenly spaced from the top to ``t_min``; ``endpoint=False`` leaves out ``t_min``'s end
     and starts one step below the top (``t_i = t_min + i (t_top - t_min) / N``, i < N: the
-    "uniform skip" of the DDIM and DDRM code, which visits 0, 50, ..., 950 of 1000 steps)."""
+    "uniform skip" of the DDIM and DDRM code, which visits 0, 50, ..., 950 of 1000 steps; on the
+    VP range [0, 999] this gives 0, 50, ..., 949)."""
 
     def __init__(self, endpoint: bool = True):
         self.endpoint = bool(endpoint)
