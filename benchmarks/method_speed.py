@@ -70,7 +70,7 @@ def main(argv=None) -> None:
                 runs[n].append(t)
     per_eval = {n: statistics.median(runs[n]) / max(counts[n]["nfe"], 1) for n in names}
     base = per_eval["Unconditional"]
-    print(f"\n| method | nfe | nfe_backward | ms per sample | ms per forward evaluation | x unconditional |")
+    print("\n| method | nfe | nfe_backward | ms per sample | ms per forward evaluation | x unconditional |")
     print("|---|---|---|---|---|---|")
     for n in names:
         c = counts[n]

@@ -10,6 +10,7 @@ from lit_ip.priors import parameterization as P
 from lit_ip.priors.analytic import EmpiricalPrior, GaussianMixturePrior, GaussianPrior
 from lit_ip.priors.paths import RectifiedFlowPath, VEPath, VPPath, path_from_config
 from lit_ip.sampling.rng import SampleRNG
+from lit_ip.sampling.schedules import UniformTime
 
 PATHS = [VPPath(), VPPath(schedule="cosine"), VEPath(), RectifiedFlowPath()]
 
@@ -30,7 +31,7 @@ def _random_cov(d, seed=0):
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: repr(p))
 def test_path_grid_descends_and_round_trips_config(path):
-    grid = path.timesteps(20)
+    grid = torch.stack(UniformTime().times(path, 20))
     assert torch.all(grid[1:] < grid[:-1])
     a, b = path.coefficients(grid)
     snr = a / b
@@ -53,7 +54,7 @@ def test_vp_is_variance_preserving_and_scaling_only_touches_b():
 
 def test_path_derivatives_match_finite_differences():
     for path in PATHS:
-        t = path.timesteps(7)[1:-1] * 0.97 + 0.0137 * (path.t_max - path.t_min)  # off the VP integer knots
+        t = torch.stack(UniformTime().times(path, 7))[1:-1] * 0.97 + 0.0137 * (path.t_max - path.t_min)  # off the VP integer knots
         h = 1e-4 * (path.t_max - path.t_min)
         da, db = path.derivatives(t)
         ap, bp = path.coefficients(t + h)

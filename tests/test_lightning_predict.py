@@ -32,10 +32,10 @@ class DataFit(GuidedMethod):
     needs_grad = True
     requires = ("differentiable",)
 
-    def correct(self, s, p):
+    def estimate(self, s, p):
         loss = ((p.operator(s.x0) - p.y) ** 2).sum()
         (g,) = torch.autograd.grad(loss, s.x)
-        return s.x0 - 0.1 * g, None
+        return s.x0 - 0.1 * g
 
 
 class Counting(Unconditional):

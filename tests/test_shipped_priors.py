@@ -6,6 +6,7 @@ from lit_ip.data.bundled import LFWFaces, NaturalCrops, SkimagePhotos
 from lit_ip.lightning.training import sample_prior
 from lit_ip.metrics.memorization import pairwise_rms
 from lit_ip.priors.pretrained import ASSETS, PretrainedPrior, shipped_priors
+from lit_ip.sampling.schedules import UniformTime
 
 NAMES = ["faces_ddpm", "faces_rf", "natural_ddpm", "natural_rf"]
 SIGMAS = (0.05, 0.1, 0.2, 0.4)  # noise std relative to the signal, [0, 1] image units
@@ -26,7 +27,7 @@ def _heldout(name, n=32):
 
 def _time_for(prior, sigma):
     """The path time at which ``b / a`` is closest to ``sigma``."""
-    grid = prior.path.timesteps(500)
+    grid = torch.stack(UniformTime().times(prior.path, 500))
     ab = [prior.path.coefficients(t) for t in grid]
     ratio = torch.stack([b / a.clamp_min(1e-12) for a, b in ab])
     return grid[int((ratio - sigma).abs().argmin())]

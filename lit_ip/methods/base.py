@@ -208,6 +208,13 @@ class GuidedMethod(Method):
     #: whether the hooks differentiate through the prior (vector-Jacobian product)
     needs_grad: bool = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "correct" in cls.__dict__:   # the hook of an earlier version: refuse rather than ignore it
+            raise TypeError(f"{cls.__name__} defines correct(), which GuidedMethod no longer calls: return "
+                            f"the corrected Tweedie estimate from estimate(s, p) and an additive term from "
+                            f"guidance(s, p) instead (see lit_ip/methods/base.py)")
+
     def __init__(self, num_steps: int = 100, eta: float = 1.0, schedule: Optional[Schedule] = None):
         super().__init__(num_steps, schedule)
         if not 0 <= float(eta) <= 1:

@@ -1,10 +1,11 @@
 """Noise paths ``x_t = a(t) * x0 + b(t) * eps``.
 
-Every path is described by two scalar functions of time and a time grid.
+Every path is described by two scalar functions of time on ``[t_min, t_max]``.
 Time always runs from data (small t) to noise (large t); samplers walk a
-*descending* grid returned by :meth:`NoisePath.timesteps` and finish at the
-clean end, which :meth:`NoisePath.coefficients` represents by ``t=None``
-(``a = 1, b = 0``).
+*descending* grid given by a schedule (:mod:`lit_ip.sampling.schedules`) and finish
+at the clean end, which :meth:`NoisePath.coefficients` represents by ``t=None``
+(``a = 1, b = 0``). :meth:`NoisePath.snap` rounds a time to one a network trained on the
+path can take (a VP path's integer training steps).
 
 * :class:`VPPath` -- DDPM variance preserving, ``a = sqrt(alpha_bar)``,
   ``b = sqrt(1 - alpha_bar)``, discrete training steps ``t in {0..T-1}``
@@ -27,7 +28,7 @@ from torch import Tensor
 
 
 class NoisePath:
-    """Base class: subclasses define :meth:`_ab`, ``t_min``, ``t_max`` and :meth:`timesteps`."""
+    """Base class: subclasses define :meth:`_ab`, ``t_min`` and ``t_max``."""
 
     t_min: float
     t_max: float
@@ -65,10 +66,6 @@ class NoisePath:
         """(da/dt, db/dt) in this path's units."""
         da, db = self._ab_dot(torch.as_tensor(t, dtype=torch.float64))
         return da, db * self.scale
-
-    def timesteps(self, num_steps: int) -> Tensor:
-        """Descending grid of ``num_steps`` times from ``t_max`` towards ``t_min``."""
-        raise NotImplementedError
 
     def snap(self, t: Tensor) -> Tensor:
         """The times a network trained on this path can be evaluated at, nearest to ``t``
@@ -130,11 +127,6 @@ class VPPath(NoisePath):
     def snap(self, t):
         return torch.as_tensor(t, dtype=torch.float64).round().clamp(self.t_min, self.t_max)
 
-    def timesteps(self, num_steps):
-        # evenly spaced integer steps from T-1 to 0 (DDIM "leading"/"trailing" mix used by DDPM-style code)
-        if not 1 <= num_steps <= self.num_train_steps:
-            raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
-        return torch.linspace(self.t_max, 0, num_steps, dtype=torch.float64).round()
 
     def config(self):
         return dict(kind=self.kind, num_train_steps=self.num_train_steps, schedule=self.schedule,
@@ -144,7 +136,7 @@ class VPPath(NoisePath):
 class VEPath(NoisePath):
     """Variance-exploding path ``a = 1, b = t`` with ``t`` in ``[sigma_min, sigma_max]``.
 
-    The grid is EDM's (Karras et al. 2022) with exponent ``rho``.
+    ``rho`` is kept in its config for EDM-style grids (:class:`~lit_ip.sampling.schedules.KarrasSigma`).
     """
 
     kind = "ve"
@@ -159,10 +151,6 @@ class VEPath(NoisePath):
     def _ab(self, t):
         return torch.ones_like(t), t
 
-    def timesteps(self, num_steps):
-        i = torch.linspace(0, 1, num_steps, dtype=torch.float64)
-        r = 1 / self.rho
-        return (self.t_max ** r + i * (self.t_min ** r - self.t_max ** r)) ** self.rho
 
     def config(self):
         return dict(kind=self.kind, sigma_min=self.t_min, sigma_max=self.t_max, rho=self.rho)
@@ -182,8 +170,6 @@ class RectifiedFlowPath(NoisePath):
     def _ab(self, t):
         return 1 - t, t
 
-    def timesteps(self, num_steps):
-        return torch.linspace(self.t_max, self.t_min, num_steps, dtype=torch.float64)
 
     def config(self):
         return dict(kind=self.kind, t_min=self.t_min, t_max=self.t_max)
