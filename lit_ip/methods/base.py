@@ -150,6 +150,12 @@ class Method:
         """The ``(t, t_next)`` pairs of this method's schedule on the prior's path."""
         return self.schedule.pairs(prior.path, self.num_steps, t_start)
 
+    @staticmethod
+    def informative(prior: Prior, t) -> bool:
+        """Whether ``x_t`` carries information about ``x0`` (``a(t) > 0``; a flow's ``t = 1`` does not):
+        methods skip guidance, Jacobians and data terms where it does not."""
+        return float(prior.path.coefficients(t)[0]) > 0
+
     # --- sampling -----------------------------------------------------------
     def sample(self, prior: Prior, operator: Operator, y: Tensor, rng,
                noise: Optional[NoiseModel] = None) -> Tensor:

@@ -168,9 +168,9 @@ class DPSw(GuidedMethod):
     def expected_nfe(self, prior):
         if self.mode == "exact":
             return None                         # one or two prior calls per step, by operator
-        guided = sum(1 for t, _ in self.pairs(prior) if float(prior.path.coefficients(t)[0]) > 0)
-        n = len(self.pairs(prior))
-        return {"nfe": n + guided, "nfe_backward": 2 * guided}
+        pairs = self.pairs(prior)
+        guided = sum(1 for t, _ in pairs if self.informative(prior, t))
+        return {"nfe": len(pairs) + guided, "nfe_backward": 2 * guided}
 
     def weight(self, s_ref: Tensor, g_ref: Tensor, support: Optional[Tensor]) -> Tensor:
         """``w_t = <s_ref, g_ref> / ||g_ref||^2`` per sample, on the support (Eqs. 14, 40, 42)."""

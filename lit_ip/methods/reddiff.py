@@ -92,8 +92,7 @@ class REDDiff(Method):
 
     def times(self, prior) -> list:
         """The schedule's times where ``x_t`` depends on ``mu`` (``a > 0``)."""
-        return [t for t in self.schedule.times(prior.path, self.num_steps)
-                if float(prior.path.coefficients(t)[0]) > 0]
+        return [t for t in self.schedule.times(prior.path, self.num_steps) if self.informative(prior, t)]
 
     def expected_nfe(self, prior):
         return {"nfe": len(self.times(prior)), "nfe_backward": 0}

@@ -161,7 +161,7 @@ class TDS(Method):
 
     def expected_nfe(self, prior):
         pairs, K = self.pairs(prior), self.num_particles
-        guided = sum(1 for t, _ in pairs if float(prior.path.coefficients(t)[0]) > 0)
+        guided = sum(1 for t, _ in pairs if self.informative(prior, t))
         return {"nfe": len(pairs) * K, "nfe_backward": guided * K}
 
 
