@@ -44,7 +44,8 @@ Problems and metrics: `lit_ip/evaluation/exact.py`; method settings: `lit_ip/eva
   |x - mu| / sqrt(tr Sigma) (1 for posterior draws, 0 for the posterior mean), `spread` =
   sqrt(tr Cov / tr Sigma) (about 0 for a point estimate), `modes` = total variation between the
   fractions of draws in each posterior component and those of 40000 exact draws.
-* One seed; N = {n} draws (N = 400 for the point estimates RED-diff and DMPlug: compare with
+* One seed; N = {n} draws unless the N column says otherwise (1000 for DAPS and TDS, 400 for the
+  point estimates RED-diff and DMPlug): compare with
   the floor row at the same N); `s` = seconds for the three problems on this (shared) machine.
 * `grid floor`: Unconditional with the settings of the Unconditional row run on the exact
   posterior as its prior: the error of the time grid alone.
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
         lines += [f"## path `{path}`", "",
                   "| method (configuration) | N | mean | cov | sw | dist | spread | modes (range) | sw (range) "
                   "| modes (null) | s |", "|---" * 11 + "|"]
-        for n in (C.N_SAMPLES, 400):
+        for n in (C.N_SAMPLES, 1000, 400):
             exact = {k: E.all_errors(E.draw_exact(p, n), p) for k, p in probs.items()}
             lines.append(row("exact posterior draws (floor)", exact, n, None))
         floor = C.method("Unconditional", path)

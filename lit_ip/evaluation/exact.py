@@ -114,7 +114,7 @@ def _finish(prior, op, y: Tensor, sigma: float, seed: int) -> ExactProblem:
     A = dense_matrix(op, prior.image_shape)
     post = prior.posterior(A, y, sigma)
     ref = post.sample(N_REF, BatchRNG(N_REF, 7)).double().flatten(1)
-    return ExactProblem(prior, op, y.view(1, -1), sigma, post, ref)
+    return ExactProblem(prior, op, y.view(1, *op.output_shape(prior.image_shape)), sigma, post, ref)
 
 
 def gaussian_problem(path: str = "vp", d: int = 16, m: int = 8, sigma: float = 0.1,

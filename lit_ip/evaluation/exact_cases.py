@@ -37,8 +37,8 @@ SETTINGS: dict[str, dict] = {
     "DPSw": dict(num_steps=100),
     "DPSw-exact": dict(num_steps=100, mode="exact"),
     "REDDiff": dict(num_steps=300, lr=0.02, n=400),
-    "DAPS": dict(num_steps=50, ode_steps=1, langevin_steps=50, lr=2e-3, lr_min_ratio=0.02),
-    "TDS": dict(num_steps=100, num_particles=4, twist="pigdm"),
+    "DAPS": dict(num_steps=50, ode_steps=1, langevin_steps=50, lr=2e-3, lr_min_ratio=0.02, n=1000),
+    "TDS": dict(num_steps=100, num_particles=4, twist="pigdm", n=1000),
     "DMPlug": dict(num_steps=3, iterations=300, lr=2e-2, select="es-wmv", n=400),
 }
 N_SAMPLES = 2000               # draws per run unless a setting says "n"

@@ -99,7 +99,7 @@ class GaussianMixturePrior(Prior):
 
     # --- exact quantities -------------------------------------------------
     def sample(self, n: int, rng) -> Tensor:
-        """``n`` exact draws (rows from ``rng``, a :class:`~lit_ip.sampling.rng.SampleRNG`)."""
+        """``n`` exact draws (rows from ``rng``, a :class:`~lit_ip.rng.SampleRNG`)."""
         u = rng.rand((n, 1)).to(torch.float64)[:, 0]
         k = torch.searchsorted(torch.cumsum(self.weights, 0), u).clamp(max=len(self.weights) - 1)
         z = rng.randn((n, self.means.shape[1])).to(torch.float64)
