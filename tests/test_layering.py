@@ -63,3 +63,10 @@ def test_operators_and_methods_take_randomness_from_lit_ip_rng():
     seeding = re.compile(r"torch\.Generator\(|manual_seed\(|np\.random\.")
     own = [str(p.relative_to(LIT_IP)) for p in _sources("methods") if seeding.search(p.read_text())]
     assert own == [], f"methods seeding their own generators: {own}"
+
+
+def test_benchmarks_do_not_import_tests():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    pattern = re.compile(r"^\s*(from|import)\s+(test_\w+|tests\b|conftest)|sys\.path\.\w+\(.*tests", re.M)
+    bad = [p.name for p in sorted(bench.glob("*.py")) if pattern.search(p.read_text())]
+    assert bad == [], f"benchmarks importing test modules: {bad}"

@@ -61,25 +61,32 @@ class ExactDraws(Method):
 SAMPLER_BOUNDS = {
     # The DDPM grid of 100 uniform steps alone leaves a covariance error even with the exact
     # posterior score (table: grid-floor rows); DPS-w exact reproduces that floor (equality test below).
-    "DPSw-exact": dict(mean=@DPSWX_M, cov=@DPSWX_C, sw=@DPSWX_S),
+    # measured 0.095 / 0.948 / 0.127 (N = 2000; grid floor row 0.090 / 0.95 / 0.13)
+    "DPSw-exact": dict(mean=0.15, cov=1.25, sw=0.17),
     # TDS targets p_theta(x0) p(y | x0), p_theta the 100-step sampler's model: the same floor
     # (4 particles, PiGDM twist).
-    "TDS": dict(mean=@TDS_M, cov=@TDS_C, sw=@TDS_S),
+    # measured 0.167 / 0.911 / 0.136 (N = 1000).
+    "TDS": dict(mean=0.22, cov=1.2, sw=0.18),
     # DiffPIR's proximal step assumes p(x0 | x_t) = N(x0_hat, sigma_bar_t^2 / lambda I): an approximation.
-    "DiffPIR": dict(mean=@DIFF_M, cov=@DIFF_C, sw=@DIFF_S),
+    # lambda = 1, zeta = 0.3: measured 0.798 / 0.861 / 0.224.
+    "DiffPIR": dict(mean=1.05, cov=1.15, sw=0.3),
     # DAPS's Gaussian p(x0 | x_t) with r_t = sigma_t over-disperses.
-    "DAPS": dict(mean=@DAPS_M, cov=@DAPS_C, sw=@DAPS_S),
+    # lr 2e-3, 50 Langevin steps per level: measured 0.562 / 0.833 / 0.173 (N = 1000).
+    "DAPS": dict(mean=0.75, cov=1.1, sw=0.23),
     # DPS-w transfers a step size fitted on a reference denoising task: heuristic.
-    "DPSw": dict(mean=@DPSW_M, cov=@DPSW_C, sw=@DPSW_S),
+    # measured 0.932 / 1.142 / 0.290.
+    "DPSw": dict(mean=1.2, cov=1.5, sw=0.38),
 }
 # Point estimates (N_POINT draws): distance to the posterior mean (~1 for posterior draws),
 # spread across seeds (~1 for samplers), RMS residual (sigma_y = 0.1 for the truth).
 POINT_BOUNDS = {
     # RED-diff is a MAP-like point estimate: the 1/sqrt(SNR) weighting makes the last
-    # iterations pure data fitting (residual far below sigma_y).
-    "REDDiff": dict(dist=@RED_D, spread=@RED_S, res=@RED_R),
-    # DMPlug fits y through the 3-step generator; the part of z the fit does not see stays random.
-    "DMPlug": dict(dist=@DMP_D, spread=@DMP_S, res=@DMP_R),
+    # iterations pure data fitting (residual far below sigma_y): measured dist 0.74, spread 0.11,
+    # residual 0.0005.
+    "REDDiff": dict(dist=0.95, spread=0.25, res=SIGMA),
+    # DMPlug fits y through the 3-step generator; the part of z the fit does not see stays random:
+    # measured dist 0.66, spread 0.19, residual 0.063.
+    "DMPlug": dict(dist=0.85, spread=0.3, res=SIGMA),
 }
 
 
@@ -148,9 +155,8 @@ def test_dpsw_exact_is_the_sampler_run_on_the_exact_posterior(operator):
     post_prior = pr.with_prior(E.posterior_as_prior(pr))
     x = draws(DPSw(50, mode="exact"), pr, 16)
     ref = draws(Unconditional(50), post_prior, 16)
-    # denoising clamps levels below the path's smallest one to t_min in the last step only
-    # (measured @EQ_ID); the dense case differs by rounding only (measured @EQ_DENSE)
-    assert float((x - ref).abs().max()) < (@TOL_ID if operator == "identity" else 1e-5)
+    # they differ by rounding only (measured 2e-6 for the identity, 6e-8 for the dense operator)
+    assert float((x - ref).abs().max()) < 1e-5
     assert float((draws(DPSw(50), pr, 16) - ref).abs().max()) > 2e-2    # the dps-w rule is not exact
 
 
@@ -160,19 +166,27 @@ def test_mode_weights_of_exact_samplers():
     (exact weights ~.15/.36/.49, prior .5/.3/.2); ignoring y does not."""
     pr = problem("mixture")
     assert float(0.5 * (pr.posterior.weights - pr.prior.weights).abs().sum()) > 0.3
-    for name in ("DPSw-exact", "TDS"):
+    # measured: DPS-w exact 0.011 (N = 2000, Monte Carlo floor ~0.01); TDS (4 particles) 0.085
+    # (N = 1000; more particles do not help here, see test_smc_approaches_the_posterior_as_particles_grow)
+    bounds = {"DPSw-exact": 0.04, "TDS": 0.12}
+    for name, bound in bounds.items():
         err = E.mode_error(run(name, "mixture"), pr)
-        assert err < @MODE_EXACT, (name, err)
-    assert E.mode_error(run("Unconditional", "mixture", n=C.num_draws("TDS")), pr) > @MODE_EXACT   # the bound can fail
+        assert err < bound, (name, err)
+    assert E.mode_error(run("Unconditional", "mixture", n=C.num_draws("TDS")), pr) > max(bounds.values())
 
 
 def test_smc_approaches_the_posterior_as_particles_grow():
     """TDS with one particle is twisted guidance alone, biased towards the prior's weights; 16
-    particles correct it (rectified flow, 200 steps, so that the sampler's own model p_theta is
-    close to the prior; measured mode errors: K=1 @SMC1, K=16 @SMC16)."""
+    particles correct it. The paper's twist p(y | x0_hat), rectified flow, 200 steps (so that the
+    sampler's own model p_theta is close to the prior), N = 1000: measured mode errors K=1 0.128,
+    K=16 0.063 (Monte Carlo std ~0.015).
+
+    Not tested because it does not hold here: with the PiGDM twist one particle is already
+    close (0.031) and 4 or 16 particles are worse (0.11; VP 100 steps: 0.023 -> 0.085 / 0.082),
+    i.e. the weights move mass away from component 0 (exact 0.15, K=16: 0.08)."""
     pr = problem("mixture", "rf")
-    err = {k: E.mode_error(draws(TDS(200, num_particles=k, twist="pigdm"), pr, 300), pr) for k in (1, 16)}
-    assert err[16] < @SMC_THR < err[1], err
+    err = {k: E.mode_error(draws(TDS(200, num_particles=k), pr, 1000), pr) for k in (1, 16)}
+    assert err[16] < 0.095 < err[1], err
 
 
 @pytest.mark.parametrize("name", ["DiffPIR", "DAPS", "DPSw"])
@@ -181,13 +195,22 @@ def test_approximate_samplers_keep_every_mode(name):
     mode either; a point estimate does."""
     pr = problem("mixture")
     w = E.mode_fractions(run(name, "mixture"), pr.posterior)
-    assert float(w.min()) > 0.05, (name, w)
+    assert float(w.min()) > 0.15, (name, w)            # measured 0.29 / 0.30 / 0.30
     assert float(E.mode_fractions(draws(PosteriorMean(pr.posterior), pr, 8), pr.posterior).min()) == 0
 
 
 # --- rectified flow ------------------------------------------------------------------------------
 #: rf, 400 draws (exact draws: mean 0.2, cov 0.8): measured values with a margin
-RF_BOUNDS = @RF_BOUNDS
+RF_BOUNDS = {
+    "DiffPIR": dict(mean=0.76, cov=1.25, sw=0.26),          # measured 0.582 / 0.943 / 0.194
+    "DPSw-exact": dict(mean=0.3, cov=1.2, sw=0.19),         # 0.176 / 0.894 / 0.137
+    "DPSw": dict(mean=1.2, cov=1.45, sw=0.37),              # 0.907 / 1.090 / 0.285
+    "DAPS": dict(mean=1.3, cov=1.6, sw=0.34),               # 0.985 / 1.204 / 0.258
+    "TDS": dict(mean=0.3, cov=1.15, sw=0.18),               # 0.228 / 0.867 / 0.136
+    "REDDiff": dict(dist=0.95, spread=0.25, res=SIGMA),     # dist 0.73, spread 0.11, res 0.0003
+    # a point estimate no nearer the posterior mean than posterior draws: dist 1.05, spread 0.38
+    "DMPlug": dict(dist=1.35, spread=0.5, res=SIGMA),       # res 0.020
+}
 
 
 @pytest.mark.parametrize("name", sorted(RF_BOUNDS))
