@@ -39,24 +39,27 @@ NOTES = """## Reading the table
 
 Single seeds; compare with the "exact draws" rows for the Monte Carlo floor at the same N.
 
-- Grid floors. The DDPM grid of 100 uniform steps alone leaves cov ~0.33 (spread 0.80) on this
-  posterior, even with the exact posterior score; DPS-w exact reproduces its floor row to three
-  decimals (tests check the trajectories are identical). Rectified flow has lower floors.
-- TDS is consistent for p_theta(x0) p(y | x0), p_theta the sampler's own discretised model: on 100
-  VP steps that model is too narrow and w0 settles near 0.26 as K grows; with 200 steps it is
-  0.29-0.31. At small K the PiGDM twist is far better than the paper's p(y | x0_hat) twist.
-- DiffPIR with the paper-like lambda = 7 pulls towards the prior; lambda = 1 is closer here.
-  DiffPIR, DAPS and DPS-w do not reweight the mixture modes (w0 0.44-0.69 for 0.30).
+- Grid floors. The DDPM grid of 100 uniform steps with eta = 1 alone leaves cov ~1.01 (spread
+  0.90) on this posterior even with the exact posterior score (exact draws: 0.54 at N = 1000);
+  DPS-w exact reproduces its floor rows to three decimals (tests check the trajectories are
+  identical). Rectified flow and eta = 0 have lower floors.
+- TDS: with the PiGDM twist one particle already gets the mode weights (0.023 vp, 0.010 rf) but a
+  biased mean (0.31); 4-16 particles correct the mean (0.13-0.24) but move weight away from the
+  smallest component (0.15 -> 0.06-0.11; mode error 0.08-0.11), 64 particles partly back (0.04-0.05).
+  With the paper's twist p(y | x0_hat) the mean stays biased (0.87-1.31) and 16 particles on the
+  200-step flow grid are needed for the modes (0.059). The particle weights are not what the
+  exact target needs here; this is recorded, not explained.
+- DiffPIR with the paper-like lambda = 7 pulls towards the prior (mean 2.4-2.6); lambda = 1 is much
+  closer (0.57-0.82). DiffPIR, DAPS and DPS-w (the paper's rule) do not re-weight the modes
+  (weights ~0.29/0.37/0.34 for 0.15/0.38/0.47) but keep all three.
 - DAPS with the paper's step size (2.5e-5 in [0, 1] units) and 100 Langevin steps barely mixes at
-  this scale (mean 0.46); the tuned rows use lr 2e-3. Its Gaussian p(x0 | x_t) with r_t = sigma_t
-  over-disperses (spread > 1); the 3-step ODE x0_hat makes it worse than one-step Tweedie.
-- RED-diff is a point estimate (spread 0.06-0.1). With its 1/sqrt(SNR) weighting the last
-  iterations are pure data fitting: residual 0.001, far below sigma_y, i.e. it fits the noise.
-- DMPlug: ES-WMV never triggered within 300 iterations here (the moving variance kept falling), so
-  it equals "last". No oracle row: a result picked with the ground truth is not a method result.
-- DPS-w's step-size rule is fitted on the reference denoising task y_ref = A^T y, designed for
-  denoising-like operators (inpainting, SR, colorization); on this dense operator it overweights
-  mode 0 (0.67-0.69).
+  this scale (mean 5.2-5.6, near Unconditional); the tuned rows use lr 2e-3. Its Gaussian
+  p(x0 | x_t) with r_t = sigma_t over-disperses (spread > 1), more so with the 3-step ODE x0_hat.
+- RED-diff is a point estimate (spread 0.10-0.15). With its 1/sqrt(SNR) weighting the last
+  iterations are pure data fitting: residual 0.000-0.002, far below sigma_y = 0.1, i.e. it fits the noise.
+- DMPlug: ES-WMV barely differs from "last" within 300 iterations (same moments); on the flow path its
+  estimate is no nearer the posterior mean than a posterior draw (dist 1.03). No oracle row: a
+  result picked with the ground truth is not a method result.
 """
 
 

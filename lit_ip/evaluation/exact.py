@@ -140,11 +140,14 @@ MIXTURES = {"range": (0.0, 0.8, (0.425, 0.075, 0.5)), "null": (0.8, 0.4, (0.3, 0
 
 def mixture_problem(path: str = "vp", layout: str = "range", d: int = 16, m: int = 8,
                     sigma: float = 0.1, operator: str = "dense", components: int = 3,
-                    weights: Optional[Sequence[float]] = None, seed: int = 1) -> ExactProblem:
+                    weights: Optional[Sequence[float]] = None, target_weights: Optional[Sequence[float]] = None,
+                    seed: int = 1) -> ExactProblem:
     """``components`` Gaussians (variances 10^-2.5..10^-1.5, prior weights .5/.3/.2 for three,
     else ``weights`` or uniform), means ``0.5 +`` null-space and range parts of :data:`MIXTURES`
     ``layout``, and a noiseless ``y = A (sum_k c_k mu_k)`` (``c`` of the layout for three
-    components, a seeded Dirichlet draw otherwise)."""
+    components, a seeded Dirichlet draw otherwise). ``target_weights``: ``c`` is fitted instead
+    (:func:`_place_measurement`) so that the *posterior* weights are close to them, keeping the
+    posterior multi-modal as ``d`` grows (the fit is approximate: check ``posterior.weights``)."""
     null_spread, range_spread, mix = MIXTURES[layout]
     K = int(components)
     g = torch.Generator().manual_seed(seed)
@@ -164,8 +167,35 @@ def mixture_problem(path: str = "vp", layout: str = "range", d: int = 16, m: int
         e = -torch.log(torch.rand(K, generator=g, dtype=torch.float64))     # a flat Dirichlet draw
         mix = (e / e.sum()).tolist()
     prior = GaussianMixturePrior(torch.tensor(weights, dtype=torch.float64), means, covs, shape, PATHS[path]())
-    y = A @ (torch.tensor(mix, dtype=torch.float64) @ means)
+    c = torch.tensor(mix, dtype=torch.float64)
+    if target_weights is not None:
+        c = _place_measurement(prior, A, sigma, c, target_weights)
+    y = A @ (c @ means)
     return _finish(prior, op, y, sigma, seed)
+
+
+def _place_measurement(prior, A: Tensor, sigma: float, c: Tensor, target_weights) -> Tensor:
+    """Mixing coefficients ``c`` on the simplex whose ``y = A (c @ means)`` gives posterior
+    weights near ``target_weights``: Adam on ``KL(target || w(y))`` with the closed form
+    ``log w_k = log pi_k + log N(y; A mu_k, A C_k A^T + sigma^2 I) + const``."""
+    K = len(prior.weights)
+    target = torch.as_tensor(target_weights, dtype=torch.float64)
+    if target.shape != (K,) or not bool((target > 0).all()):
+        raise ValueError(f"target_weights must be {K} positive numbers, got {target_weights}")
+    target = target / target.sum()
+    eye = torch.eye(A.shape[0], dtype=torch.float64)
+    comps = [torch.distributions.MultivariateNormal(A @ prior.means[k], A @ prior.covs[k] @ A.T + sigma ** 2 * eye)
+             for k in range(K)]
+    logits = torch.log(c).clone().requires_grad_(True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(500):
+        y = A @ (torch.softmax(logits, 0) @ prior.means)
+        logw = torch.log_softmax(torch.stack([torch.log(prior.weights[k]) + comps[k].log_prob(y) for k in range(K)]), 0)
+        loss = (target * (torch.log(target) - logw)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return torch.softmax(logits.detach(), 0)
 
 
 def posterior_as_prior(problem: ExactProblem) -> GaussianMixturePrior:
