@@ -178,15 +178,15 @@ def test_mode_weights_of_exact_samplers():
 def test_smc_approaches_the_posterior_as_particles_grow():
     """TDS with one particle is twisted guidance alone, biased towards the prior's weights; 16
     particles correct it. The paper's twist p(y | x0_hat), rectified flow, 200 steps (so that the
-    sampler's own model p_theta is close to the prior), N = 1000: measured mode errors K=1 0.128,
-    K=16 0.063 (Monte Carlo std ~0.015).
+    sampler's own model p_theta is close to the prior), N = 500: measured mode errors K=1 0.145,
+    K=16 0.059 (N = 1000: 0.128 / 0.063; Monte Carlo std ~0.02).
 
     Not tested because it does not hold here: with the PiGDM twist one particle is already
     close (0.031) and 4 or 16 particles are worse (0.11; VP 100 steps: 0.023 -> 0.085 / 0.082),
     i.e. the weights move mass away from component 0 (exact 0.15, K=16: 0.08)."""
     pr = problem("mixture", "rf")
-    err = {k: E.mode_error(draws(TDS(200, num_particles=k), pr, 1000), pr) for k in (1, 16)}
-    assert err[16] < 0.095 < err[1], err
+    err = {k: E.mode_error(draws(TDS(200, num_particles=k), pr, 500), pr) for k in (1, 16)}
+    assert err[16] < 0.1 < err[1], err
 
 
 @pytest.mark.parametrize("name", ["DiffPIR", "DAPS", "DPSw"])
