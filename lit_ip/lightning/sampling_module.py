@@ -140,8 +140,8 @@ class PosteriorSamplingModule(LightningModule):
         return pairs
 
     # --- skipping (set by the prediction writer) ----------------------------
-    def set_skip(self, fn: Optional[Callable[[str], bool]]) -> None:
-        """``fn(key) -> True`` marks samples whose outputs already exist (not sampled again)."""
+    def set_skip(self, fn: Optional[Callable[[str, int], bool]]) -> None:
+        """``fn(key, index) -> True`` marks samples whose outputs already exist (not sampled again)."""
         self._skip = fn
 
     # --- the work -----------------------------------------------------------
@@ -163,7 +163,7 @@ class PosteriorSamplingModule(LightningModule):
         """
         keys = [str(k) for k in batch["key"]]
         indices = [int(i) for i in batch["index"]]
-        rows = [j for j, k in enumerate(keys) if self._skip is None or not self._skip(k)]
+        rows = [j for j, k in enumerate(keys) if self._skip is None or not self._skip(k, indices[j])]
         keys, indices = [keys[j] for j in rows], [indices[j] for j in rows]
         out = {"key": keys, "index": indices, "image": None, "tasks": {}}
         if not rows:
