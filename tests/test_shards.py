@@ -140,14 +140,16 @@ def test_stored_measurements_and_unsafe_keys_pass_through(tmp_path):
     assert item["image"].allclose(torch.full((1, 4, 4), 128 / 255))
 
 
-def test_bad_configuration_is_refused(tmp_path, shards):
+def test_bad_configuration_is_refused(tmp_path, shards, capsys):
     out, _ = shards
     with pytest.raises(ValueError, match="on_error"):
         ShardSource(str(out), on_error="ignore")
     with pytest.raises(FileNotFoundError, match="missing"):
         ShardSource(str(tmp_path / "empty-{000..001}.tar"))
-    with pytest.raises(ValueError, match="per-shard"):
+    with pytest.raises(SystemExit) as err:  # the CLI prints the cause in one line
         cli(["make-shards", str(tmp_path / "imgs"), str(tmp_path / "x"), "--per-shard", "0"])
+    assert err.value.code == 1
+    assert "lit-ip: error: ValueError: --per-shard must be >= 1, got 0" in capsys.readouterr().err
 
 
 # --- distributed prediction from shards (subprocess CLI, 2 CPU processes) ------------------

@@ -13,8 +13,14 @@ Splitting: :meth:`ShardSource.assign` gives rank ``r`` of ``w`` the shards ``r, 
 ``nodesplitter=None``, ``shardshuffle=False`` and splits that list over workers. Ranks
 may get different numbers of items; nothing here is a collective.
 
-Errors: a truncated shard or an image that does not decode raises :class:`ShardError`
-naming the shard and key; with ``on_error="skip"`` the sample (or the rest of the shard)
+Every sample is accounted for: the samples read from each shard are counted against
+``manifest.json`` both ways (more is an error at once, fewer -- e.g. a damaged tar header,
+which ``tarfile`` reads as the end of the archive -- when the shard ends), shards present
+but not listed in the manifest, or listed but missing from the folder, are an error, and
+without a manifest every shard is scanned once for bytes after its last readable header.
+Duplicate keys (the same key in two shards) are refused by the prediction writer, naming
+both items. Errors: a truncated or damaged shard or an image that does not decode raises
+:class:`ShardError` naming the shard and key; with ``on_error="skip"`` the sample (or the rest of the shard)
 is skipped and recorded in :attr:`ShardSource.skipped` and, if ``errors_dir`` is set, in
 ``errors_dir/skipped-rank<r>.jsonl`` (read back with :func:`read_skipped`).
 """
@@ -33,6 +39,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
+from .decode import pil_to_array
 from .make_shards import IMAGE_EXTS, MANIFEST
 
 ON_ERROR = ("raise", "skip")
@@ -58,20 +65,48 @@ def expand_shards(shards: Union[str, Sequence[str]]) -> list[str]:
     return out
 
 
+def scan_tar(shard: str) -> tuple[int, Optional[str]]:
+    """``(samples, damage)`` of a tar, reading headers only: samples are distinct keys in a
+    row; ``damage`` says why the archive ends early (None if it ends properly). ``tarfile``
+    stops silently at a header that does not parse, so the bytes after the last readable
+    header are checked to be the zero blocks that end a tar."""
+    n, last = 0, None
+
+    def count(info):
+        nonlocal n, last
+        key = _split_name(info.name)[0] if info.isreg() else None
+        if key is not None and key != last:
+            n, last = n + 1, key
+
+    try:
+        size = os.path.getsize(shard)
+        with open(shard, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for info in tar:
+                count(info)
+                if info.isreg() and info.offset_data + info.size > size:
+                    return n, f"truncated tar: sample {last!r} is cut off"
+            end = tar.offset
+            f.seek(end)
+            rest = f.read()
+        if rest.strip(b"\0"):
+            return n, (f"damaged tar: the header at byte {end} (after sample {last!r}) does not parse, "
+                       f"and {len(rest)} bytes follow it")
+    except tarfile.ReadError:
+        try:  # compressed: count as a stream (damage shows when it is read)
+            n, last = 0, None
+            with tarfile.open(shard, mode="r|*") as tar:
+                for info in tar:
+                    count(info)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            return n, f"unreadable tar ({type(e).__name__}: {e})"
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return n, f"unreadable tar ({type(e).__name__}: {e})"
+    return n, None
+
+
 def count_samples(shard: str) -> int:
     """Number of samples (distinct keys in a row) of a tar, reading headers only."""
-    n, last = 0, None
-    try:
-        with tarfile.open(shard, mode="r|*") as tar:
-            for info in tar:
-                if not info.isreg():
-                    continue
-                key = _split_name(info.name)[0]
-                if key is not None and key != last:
-                    n, last = n + 1, key
-    except (tarfile.TarError, OSError, EOFError):
-        pass  # a truncated shard counts what it has; reading it reports the damage
-    return n
+    return scan_tar(shard)[0]
 
 
 def find_damage(shard: str) -> tuple[Optional[str], Optional[str]]:
@@ -100,19 +135,47 @@ def _split_name(name: str):
     return (f"{head}/{stem}" if head else stem), ext.lower()
 
 
-def shard_counts(shards: Sequence[str]) -> list[int]:
-    """Sample counts from the manifest beside the shards, else by counting tar members."""
+def read_manifest(folder: Path) -> Optional[dict[str, int]]:
+    """``{shard file name: sample count}`` of ``folder/manifest.json`` (None if there is none)."""
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        return {s["name"]: int(s["count"]) for s in json.loads(manifest.read_text())["shards"]}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ShardError(f"{manifest} is damaged ({type(e).__name__}: {e}); rewrite it with "
+                         f"lit-ip make-shards or remove it") from e
+
+
+def shard_counts(shards: Sequence[str], whole_folder: bool = False,
+                 damage: Optional[dict] = None) -> list[int]:
+    """Sample counts from the manifest beside the shards, else by counting tar members
+    (:func:`scan_tar`; damage found there goes into ``damage``: shard -> reason). A shard the
+    manifest does not list is an error; so is, for ``whole_folder``, a listed shard missing."""
     folder = Path(shards[0]).parent
-    manifest = folder / MANIFEST
-    if manifest.is_file():
-        listed = {s["name"]: int(s["count"]) for s in json.loads(manifest.read_text())["shards"]}
-        if all(Path(s).parent == folder and Path(s).name in listed for s in shards):
-            return [listed[Path(s).name] for s in shards]
-    return [count_samples(s) for s in shards]
+    listed = read_manifest(folder) if all(Path(s).parent == folder for s in shards) else None
+    if listed is not None:
+        unlisted = [s for s in shards if Path(s).name not in listed]
+        if unlisted:
+            raise ShardError(f"shards {unlisted[:3]} are not listed in {folder / MANIFEST}; rewrite "
+                             f"the manifest (lit-ip make-shards) or remove it")
+        absent = sorted(set(listed) - {Path(s).name for s in shards}) if whole_folder else []
+        if absent:
+            raise ShardError(f"{folder / MANIFEST} lists shards that are missing from {folder}: "
+                             f"{absent[:3]}{' ...' if len(absent) > 3 else ''}")
+        return [listed[Path(s).name] for s in shards]
+    counts = []
+    for s in shards:
+        n, why = scan_tar(s)
+        counts.append(n)
+        if why and damage is not None:
+            damage[s] = why
+    return counts
 
 
 def decode_image(data: bytes, ext: str) -> torch.Tensor:
-    """Image bytes -> float (C, H, W) in [0, 1] (gray: C = 1, RGB(A): C = 3)."""
+    """Image bytes -> float (C, H, W) in [0, 1] (gray: C = 1, RGB(A): C = 3; see
+    :func:`lit_ip.data.decode.pil_to_array`)."""
     if ext == "npy":
         arr = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
         arr = arr[None] if arr.ndim == 2 else arr
@@ -122,12 +185,7 @@ def decode_image(data: bytes, ext: str) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I"):
-            arr = np.asarray(im, dtype=np.float32) / 65535.0
-        else:
-            im = im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+        arr = pil_to_array(im)  # 8 / 16 bit, alpha composited on white (lit_ip.data.decode)
     arr = arr[..., None] if arr.ndim == 2 else arr
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
@@ -163,7 +221,9 @@ class ShardSource(IterableDataset):
         self.shards = expand_shards(shards)
         self.on_error, self.image_ext = on_error, tuple(image_ext)
         self.errors_dir, self.channels = errors_dir, channels
-        counts = shard_counts(self.shards)
+        self.scan_damage: dict[str, str] = {}  # found while counting shards without a manifest
+        counts = shard_counts(self.shards, whole_folder=isinstance(shards, str) and os.path.isdir(shards),
+                              damage=self.scan_damage)
         self.offsets = dict(zip(self.shards, np.cumsum([0, *counts[:-1]]).tolist()))
         self.counts = dict(zip(self.shards, counts))
         self.rank, self.world_size = 0, 1
@@ -219,10 +279,36 @@ class ShardSource(IterableDataset):
         return iter(wds.WebDataset(self.assigned, shardshuffle=False, nodesplitter=None,
                                    workersplitter=wds.split_by_worker, handler=handler, empty_check=False))
 
+    def _worker_shards(self) -> list[str]:
+        """The shards this DataLoader worker reads (webdataset's ``split_by_worker``)."""
+        info = torch.utils.data.get_worker_info()
+        return self.assigned if info is None else self.assigned[info.id::info.num_workers]
+
+    def _check_finished(self, state: dict, upto: Optional[str] = None) -> None:
+        """Every shard read before ``upto`` (all, if None) gave all the samples it should."""
+        for url in state["mine"]:
+            if url == upto:
+                return
+            if url in state["checked"]:
+                continue
+            state["checked"].add(url)
+            if url in state["broken"]:
+                continue  # damage already recorded by the reader
+            got, want = state["pos"].get(url, 0), self.counts[url]
+            if got < want:
+                _, why = scan_tar(url)
+                self._record(url, state["last"].get(url), f"only {got} of the {want} samples listed in "
+                             f"{MANIFEST} could be read ({why or 'the tar ends early'})")
+            elif url in self.scan_damage:
+                self._record(url, state["last"].get(url), f"{self.scan_damage[url]} (no {MANIFEST}: "
+                             f"samples after the damage are lost)")
+
     def __iter__(self) -> Iterator[dict]:
-        state = {"last": {}, "pos": {}, "broken": {}, "url": None}
+        state = {"last": {}, "pos": {}, "broken": {}, "url": None, "checked": set(),
+                 "mine": self._worker_shards()}
         try:
             yield from self._items(state)
+            self._check_finished(state)
         except ShardError:
             raise
         except Exception as err:
@@ -233,6 +319,8 @@ class ShardSource(IterableDataset):
     def _items(self, state: dict) -> Iterator[dict]:
         for raw in self._raw(state):
             url, key = raw["__url__"], raw["__key__"]
+            if url != state["url"]:
+                self._check_finished(state, upto=url)
             state["url"] = url
             pos = state["pos"].get(url, 0)
             state["pos"][url], state["last"][url] = pos + 1, key
@@ -277,6 +365,11 @@ def collate_items(items: list[dict]) -> dict:
     """Stack images (and stored measurements); keep keys and metadata as lists."""
     if not items:
         raise ValueError("empty batch")
+    for name in ("image", "y"):
+        shapes = {tuple(it[name].shape) for it in items if name in it}
+        if len(shapes) > 1:
+            raise ShardError(f"samples {[it['key'] for it in items]} have {name}s of different shapes "
+                             f"{sorted(shapes)}: set channels= or use batch_size=1")
     out = {"image": torch.stack([it["image"] for it in items]),
            "key": [it["key"] for it in items],
            "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
