@@ -101,10 +101,10 @@ def _cli_class():
                 return
             log_dir = trainer.log_dir
             if trainer.is_global_zero and log_dir is not None:
-                path = io.safe_path(log_dir, self.config_filename)  # refuses links leading outside
                 if Path(log_dir, self.config_filename).is_symlink():
                     raise ValueError(f"refusing to write {Path(log_dir, self.config_filename)}: it is a "
                                      f"symbolic link")
+                path = io.safe_path(log_dir, self.config_filename)  # refuses links leading outside
                 io.write_text(path, self.parser.dump(self.config, skip_none=False))
                 self.already_saved = True
             self.already_saved = trainer.strategy.broadcast(self.already_saved)

@@ -125,7 +125,9 @@ class PredictionWriter(BasePredictionWriter):
         skey = io.sanitize_key(key)
         record = self.path("metrics", f"{skey}.json")
         self.ledger.claim(skey, key, index, io.read_json(record) if usable(record) else None)
-        return all([usable(p) for p in self.expected_files(key)])  # all checked: damage removed
+        gt = self.path("ground_truth", f"{skey}.png")
+        gt_ok = not gt.exists() or usable(gt)  # damaged: removed, so the key is redone
+        return all([usable(p) for p in self.expected_files(key)]) and gt_ok  # all checked
 
     # --- Lightning hooks ---------------------------------------------------------
     def on_predict_start(self, trainer, pl_module) -> None:
