@@ -15,9 +15,9 @@ may get different numbers of items; nothing here is a collective.
 
 Every sample is accounted for: the samples read from each shard are counted against
 ``manifest.json`` both ways (more is an error at once, fewer -- e.g. a damaged tar header,
-which ``tarfile`` reads as the end of the archive -- when the shard ends), shards present
-but not listed in the manifest, or listed but missing from the folder, are an error, and
-without a manifest every shard is scanned once for bytes after its last readable header.
+which ``tarfile`` reads as the end of the archive -- when the shard ends), a shard listed
+but missing from the folder is an error, and a shard without a manifest entry is scanned
+once for bytes after its last readable header.
 Duplicate keys (the same key in two shards) are refused by the prediction writer, naming
 both items. Errors: a truncated or damaged shard or an image that does not decode raises
 :class:`ShardError` naming the shard and key; with ``on_error="skip"`` the sample (or the rest of the shard)
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import tarfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -151,21 +152,23 @@ def shard_counts(shards: Sequence[str], whole_folder: bool = False,
                  damage: Optional[dict] = None) -> list[int]:
     """Sample counts from the manifest beside the shards, else by counting tar members
     (:func:`scan_tar`; damage found there goes into ``damage``: shard -> reason). A shard the
-    manifest does not list is an error; so is, for ``whole_folder``, a listed shard missing."""
+    manifest does not list is counted (with a warning); for ``whole_folder`` (the shards of a
+    folder) a shard the manifest lists but the folder lacks is an error."""
     folder = Path(shards[0]).parent
-    listed = read_manifest(folder) if all(Path(s).parent == folder for s in shards) else None
-    if listed is not None:
-        unlisted = [s for s in shards if Path(s).name not in listed]
-        if unlisted:
-            raise ShardError(f"shards {unlisted[:3]} are not listed in {folder / MANIFEST}; rewrite "
-                             f"the manifest (lit-ip make-shards) or remove it")
-        absent = sorted(set(listed) - {Path(s).name for s in shards}) if whole_folder else []
-        if absent:
-            raise ShardError(f"{folder / MANIFEST} lists shards that are missing from {folder}: "
-                             f"{absent[:3]}{' ...' if len(absent) > 3 else ''}")
-        return [listed[Path(s).name] for s in shards]
+    listed = (read_manifest(folder) if all(Path(s).parent == folder for s in shards) else None) or {}
+    absent = sorted(set(listed) - {Path(s).name for s in shards}) if whole_folder else []
+    if absent:
+        raise ShardError(f"{folder / MANIFEST} lists shards that are missing from {folder}: "
+                         f"{absent[:3]}{' ...' if len(absent) > 3 else ''}")
+    unlisted = [s for s in shards if Path(s).name not in listed]
+    if listed and unlisted:
+        warnings.warn(f"shards {[Path(s).name for s in unlisted[:3]]} are not listed in {folder / MANIFEST}: "
+                      f"their samples are counted from the tar headers")
     counts = []
     for s in shards:
+        if Path(s).name in listed:
+            counts.append(listed[Path(s).name])
+            continue
         n, why = scan_tar(s)
         counts.append(n)
         if why and damage is not None:
