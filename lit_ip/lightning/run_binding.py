@@ -59,6 +59,7 @@ def tensor_digest(t: Tensor) -> str:
 def state_digest(module: nn.Module) -> str:
     h = hashlib.sha1()
     for name, t in sorted(module.state_dict().items()):
+        name = name.replace("_orig_mod.", "")  # torch.compile's wrapper changes no output
         t = t.detach().cpu().contiguous()
         h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
         if t.numel():
@@ -93,6 +94,7 @@ def describe(obj: Any, depth: int = 0, weights: bool = True) -> Any:
         if weights:
             out["weights"] = state_digest(obj)
         for name, child in obj.named_children():
+            child = getattr(child, "_orig_mod", child)  # torch.compile's wrapper
             out[name] = describe(child, depth + 1, weights=False)
     for k, v in vars(obj).items():
         if k.startswith("_") or k in NEUTRAL or k in out:

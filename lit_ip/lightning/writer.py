@@ -22,7 +22,6 @@ i.e. what the PNGs show.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -184,13 +183,13 @@ class PredictionWriter(BasePredictionWriter):
                                                  io.read_png(gt), index, rows)
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        self.signals.restore()
         pl_module.set_skip(None)
         results = self.evaluation.compute()  # a collective: every rank, never in predict_step
         trainer.strategy.barrier("lit_ip_writer_done")
         if trainer.is_global_zero:
             self.finalize(results)
         trainer.strategy.barrier("lit_ip_writer_final")
+        self.signals.restore()  # a signal during the tables above stops the run like any other
 
     # --- one sample --------------------------------------------------------------
     def _write_png(self, path: Path, image: Tensor) -> None:
