@@ -101,3 +101,11 @@ def test_scheduler_config_that_is_a_list_and_class_conditional_unet(tmp_path):
     d = diffusers_dir(tmp_path / "c", unet_config={"num_class_embeds": 10})
     with pytest.raises(CheckpointError, match="config.json: num_class_embeds = 10: a class-conditional UNet"):
         DiffusersPrior(str(d))
+
+
+def test_class_conditional_prior_directory_is_refused(prior_dir):
+    cfg = json.loads((prior_dir / "config.json").read_text())
+    cfg["class_embed_type"] = "timestep"
+    (prior_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="config.json: class_embed_type = 'timestep': a class-conditional"):
+        PretrainedPrior(str(prior_dir))

@@ -32,14 +32,14 @@ SHAPE = (1, 4, 4)
 class KillAfter(Unconditional):
     """Sends SIGTERM to its own process at the start of call number ``after + 1``."""
 
-    def __init__(self, num_steps: int = 3, after: int = 10**9):
+    def __init__(self, num_steps: int = 3, after: int = 10**9, signum: int = int(signal.SIGTERM)):
         super().__init__(num_steps)
-        self._after, self._calls = after, 0  # private: not a setting of the run
+        self._after, self._calls, self._signum = after, 0, signum  # private: not settings of the run
 
     def sample(self, prior, operator, y, rng, noise=None):
         self._calls += 1
         if self._calls == self._after + 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self._signum)
         return super().sample(prior, operator, y, rng, noise)
 
 
@@ -172,14 +172,15 @@ def test_colliding_and_duplicate_keys(prior, tmp_path):
 
 
 # --- 8. SIGTERM abandons the sample in flight; the rerun resumes ---------------------------------
-def test_sigterm_abandons_the_batch_in_flight_and_the_rerun_resumes(prior, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_abandons_the_batch_in_flight_and_the_rerun_resumes(prior, tmp_path, signum):
     source = AnalyticPriorSamples(prior, 6, seed=1)
     run(module(prior), source, tmp_path / "whole")
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     out = tmp_path / "out"
-    with pytest.raises(RunInterrupted, match="SIGTERM"):
-        run(module(prior, KillAfter(3, after=1)), source, out)  # killed while sampling batch 2
-    assert signal.getsignal(signal.SIGTERM) == before, "handlers restored"
+    with pytest.raises(RunInterrupted, match=signal.Signals(signum).name):
+        run(module(prior, KillAfter(3, after=1, signum=int(signum))), source, out)  # during batch 2
+    assert signal.getsignal(signum) == before, "handlers restored"
     assert sorted(p.name for p in (out / "metrics").glob("*.json")) == ["sample_00000.json", "sample_00001.json"]
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "nothing partial"
     assert not (out / "summary.json").exists()

@@ -12,6 +12,7 @@ restored when the loop ends. Lightning's own SIGTERM handler (which only sets
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -39,8 +40,11 @@ class StopOnSignal:
     def __init__(self) -> None:
         self.previous: dict[int, Any] = {}
         self.received: int = 0
+        self.pid = os.getpid()
 
     def _handler(self, signum, frame) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked DataLoader worker: the main process stops it
         prev = self.previous.get(signum)
         if callable(prev) and prev is not signal.default_int_handler:
             prev(signum, frame)  # e.g. Lightning's notifier
@@ -52,7 +56,7 @@ class StopOnSignal:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread() or self.previous:
             return  # signal handlers can only be set from the main thread
-        self.received = 0
+        self.received, self.pid = 0, os.getpid()
         for s in SIGNALS:
             self.previous[s] = signal.getsignal(s)
             signal.signal(s, self._handler)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..models import recorded_config
 from ..models.unet import WEIGHTS_FILE, DiffusersUNet, load_unet_dir, save_unet_dir
+from .config_checks import check_unet_config
 from .network import NetworkPrior
 from .paths import NoisePath, path_from_config
 
@@ -95,6 +96,8 @@ class PretrainedPrior(NetworkPrior):
         d = resolve_prior_dir(path_or_name)
         meta = read_prior_json(d)
         recorded_config.check(d / WEIGHTS_FILE, "prior", recorded_config.prior_fields(meta), d / PRIOR_FILE)
+        if (d / "config.json").is_file():
+            check_unet_config(json.loads((d / "config.json").read_text()), d / "config.json")
         network = load_network(d)
         shape = [int(s) for s in (image_shape or meta["image_shape"])]
         if shape[0] != network.in_channels:
