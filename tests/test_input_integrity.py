@@ -84,11 +84,17 @@ def test_manifest_and_folder_must_agree(damaged):
 # --- 3. duplicate and colliding keys in shards -------------------------------------------------
 def test_the_same_key_in_two_shards_is_refused_naming_both(tmp_path):
     for d in ("a", "b"):
-        write_images(tmp_path / d, ["im0.png"], seed=ord(d))
+        write_images(tmp_path / d, ["im0.png", f"{d}.png"], seed=ord(d))
         make_shards(tmp_path / d, tmp_path / f"sh_{d}")
     shards = [str(tmp_path / "sh_a" / "shard-000000.tar"), str(tmp_path / "sh_b" / "shard-000000.tar")]
-    with pytest.raises(DuplicateKeyError, match=r"same key 'im0'.*key 'im0' \(index 0\) and key 'im0' \(index 1\)"):
+    with pytest.raises(ShardError, match=r"sh_b/shard-000000\.tar, key 'im0': duplicate key: 'im0' is also a "
+                                         r"sample of shard .*sh_a/shard-000000\.tar"):
         predict(ShardDataModule(shards, batch_size=1), tmp_path / "out")
+    summary = predict(ShardDataModule(shards, batch_size=1, on_error="skip"), tmp_path / "skip")
+    assert summary["num_images"] == 3 and [r["key"] for r in summary["skipped_samples"]] == ["im0"]
+    # split over two DataLoader workers (each reads one shard), the writer refuses it, naming both items
+    with pytest.raises(DuplicateKeyError, match=r"same key 'im0'.*\(index [13]\).*\(index [13]\)"):
+        predict(ShardDataModule(shards, batch_size=1, num_workers=2), tmp_path / "workers")
 
 
 def test_a_key_and_its_sanitised_twin_get_separate_outputs(tmp_path):

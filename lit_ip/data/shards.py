@@ -18,8 +18,9 @@ Every sample is accounted for: the samples read from each shard are counted agai
 which ``tarfile`` reads as the end of the archive -- when the shard ends), a shard listed
 but missing from the folder is an error, and a shard without a manifest entry is scanned
 once for bytes after its last readable header.
-Duplicate keys (the same key in two shards) are refused by the prediction writer, naming
-both items. Errors: a truncated or damaged shard or an image that does not decode raises
+A key that occurs twice (in two shards read by the same DataLoader worker, or twice in one
+shard) is an error naming both shards (or skipped and listed); across workers and ranks the
+prediction writer refuses it, naming both items. Errors: a truncated or damaged shard or an image that does not decode raises
 :class:`ShardError` naming the shard and key; with ``on_error="skip"`` the sample (or the rest of the shard)
 is skipped and recorded in :attr:`ShardSource.skipped` and, if ``errors_dir`` is set, in
 ``errors_dir/skipped-rank<r>.jsonl`` (read back with :func:`read_skipped`).
@@ -308,7 +309,7 @@ class ShardSource(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         state = {"last": {}, "pos": {}, "broken": {}, "url": None, "checked": set(),
-                 "mine": self._worker_shards()}
+                 "mine": self._worker_shards(), "seen": {}}
         try:
             yield from self._items(state)
             self._check_finished(state)
@@ -329,6 +330,12 @@ class ShardSource(IterableDataset):
             state["pos"][url], state["last"][url] = pos + 1, key
             if url in state["broken"] and key == state["broken"][url]:
                 continue  # the partial sample of a truncated shard (already recorded)
+            if key in state["seen"]:  # each raw sample is one sample: a key seen before is a duplicate
+                first = state["seen"][key]
+                self._record(url, key, f"duplicate key: {key!r} is also a sample of shard {first}"
+                             if first != url else f"duplicate key: {key!r} occurs twice in this shard")
+                continue
+            state["seen"][key] = url
             item = self._item(raw, url, key, pos)
             if item is not None:
                 yield item
