@@ -18,6 +18,7 @@ could mix or overwrite someone's files.
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import inspect
 import json
@@ -26,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -77,19 +79,26 @@ def describe(obj: Any, depth: int = 0, weights: bool = True) -> Any:
         return obj if math.isfinite(obj) else str(obj)
     if isinstance(obj, Tensor):
         return tensor_digest(obj) if obj.numel() > 8 else obj.tolist()
-    if isinstance(obj, (torch.dtype, torch.device, os.PathLike)):
+    if isinstance(obj, (torch.dtype, torch.device, os.PathLike, enum.Enum)):
         return str(obj)
+    if isinstance(obj, np.ndarray):
+        return tensor_digest(torch.from_numpy(np.ascontiguousarray(obj)))
+    if isinstance(obj, np.generic):
+        return describe(obj.item(), depth, weights)
+    if isinstance(obj, (set, frozenset)):
+        obj = sorted(obj, key=repr)
     if isinstance(obj, (list, tuple)):
         items = [describe(v, depth + 1, weights) for v in obj]
         return items if len(items) <= _MAX_LIST else _digest(json.dumps(items, sort_keys=True).encode())
     if isinstance(obj, dict):
-        return {str(k): describe(v, depth + 1, weights) for k, v in obj.items()}
+        out = {str(k): describe(v, depth + 1, weights) for k, v in obj.items()}
+        return out if len(out) <= _MAX_LIST else _digest(json.dumps(out, sort_keys=True).encode())
     if isinstance(obj, type) or inspect.isroutine(obj):
         return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
     cls = type(obj)
     out: dict[str, Any] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
-    if depth > _MAX_DEPTH:
-        return out
+    if depth > _MAX_DEPTH or not hasattr(obj, "__dict__"):
+        return out  # (no repr: it may hold a memory address)
     if isinstance(obj, nn.Module):
         if weights:
             out["weights"] = state_digest(obj)
