@@ -106,6 +106,8 @@ def _cli_class():
                                      f"symbolic link")
                 path = io.safe_path(log_dir, self.config_filename)  # refuses links leading outside
                 io.write_text(path, self.parser.dump(self.config, skip_none=False))
+            if trainer.is_global_zero:
+                self.save_config(trainer, pl_module, stage)  # Lightning's hook for extra copies
                 self.already_saved = True
             self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
