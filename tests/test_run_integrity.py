@@ -214,3 +214,41 @@ def test_config_yaml_does_not_follow_a_planted_link(tmp_path, monkeypatch, capsy
         main(predict_args(cfg, out))
     assert err.value.code == 1 and "config.yaml" in capsys.readouterr().err
     assert victim.read_text() == "precious"
+
+
+def test_output_neutral_settings_leave_the_record_unchanged(prior, tmp_path):
+    """Batch size, workers, on_error and the rank's share of the shards are not settings of the
+    outputs; the data selection, a method setting and the seed are."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from lit_ip.data.make_shards import make_shards
+    from lit_ip.data.shards import ShardDataModule
+    from lit_ip.lightning.run_binding import differences, run_settings
+
+    source = AnalyticPriorSamples(prior, 4, seed=1)
+
+    def record(mod=None, dm=None):
+        trainer = SimpleNamespace(precision="32-true", datamodule=dm or ImageDataModule(source))
+        return run_settings(mod or module(prior), trainer)
+
+    base = record()
+    assert differences(base, record(dm=ImageDataModule(source, batch_size=1, num_workers=2))) == []
+    assert differences(base, record(dm=ImageDataModule(source, indices=[0, 2]))) == [
+        "data.indices: null -> [0, 2]"]
+    assert differences(base, record(mod=module(prior, KillAfter(4)))) == ["methods.ddpm.num_steps: 3 -> 4"]
+    other_seed = PosteriorSamplingModule(prior, {"denoise": Task(Identity(SHAPE), GaussianNoise(0.1))},
+                                         {"ddpm": KillAfter(3)}, seed=4)
+    assert differences(base, record(mod=other_seed)) == ["seed: 3 -> 4"]
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.new("RGB", (4, 4), (60 * i, 0, 0)).save(tmp_path / "imgs" / f"im{i}.png")
+    make_shards(tmp_path / "imgs", tmp_path / "sh", per_shard=2)
+    ranks = []
+    for rank in (0, 1):
+        dm = ShardDataModule(str(tmp_path / "sh"), batch_size=1 + rank, on_error=("raise", "skip")[rank])
+        dm.setup()
+        dm.source.assign(rank, 2)
+        ranks.append(record(dm=dm))
+    assert differences(*ranks) == []
