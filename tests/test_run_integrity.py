@@ -252,3 +252,21 @@ def test_output_neutral_settings_leave_the_record_unchanged(prior, tmp_path):
         dm.source.assign(rank, 2)
         ranks.append(record(dm=dm))
     assert differences(*ranks) == []
+
+
+class Unreadable(Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        raise ValueError(f"cannot read item {i}")
+
+
+def test_an_attempt_that_failed_before_any_output_can_be_rerun_with_new_settings(prior, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="cannot read item 0"):
+        run(module(prior), Unreadable(), out)  # bound, but nothing written
+    assert sorted(p.name for p in out.iterdir()) == [RUN_FILE]
+    run(module(prior), AnalyticPriorSamples(prior, 2, seed=1), out)  # fixed data: accepted
+    with pytest.raises(RunConfigError, match="data.source.num_samples: 2 -> 3"):
+        run(module(prior), AnalyticPriorSamples(prior, 3, seed=1), out)  # now it holds outputs

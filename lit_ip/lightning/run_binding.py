@@ -12,7 +12,9 @@ strategy and number of processes, batch size, DataLoader workers, ``on_error``, 
 bars, ``figure_images``, ``print_summary`` and ``output_dir`` itself (seeds are per sample,
 so results do not depend on batching or processes; see ``docs/scale.md``).
 
-A folder that holds files but no ``run_config.json`` is refused as well: it was not written
+A folder that holds no output yet (only ``run_config.json``, ``config.yaml``: an attempt
+that failed before its first sample) takes the new settings. A folder that holds files but
+no ``run_config.json`` is refused as well: it was not written
 by this writer (or by a version that did not record its settings), and writing into it
 could mix or overwrite someone's files.
 """
@@ -41,6 +43,9 @@ NEUTRAL = frozenset({
     "world_size", "assigned", "skipped", "allow_zero_length_dataloader_with_multiple_devices",
 })
 _MAX_LIST = 32
+#: what a folder holds before any output is written (it may then be re-bound to new settings)
+NO_OUTPUTS = frozenset({RUN_FILE, "config.yaml"})
+NOTE = "settings that change outputs; a rerun must match them"
 _MAX_DEPTH = 8
 
 
@@ -169,6 +174,10 @@ def bind_run(root: Path, settings: dict, write: bool = True) -> None:
     if record_file.exists():
         old = io.read_json(record_file).get("settings", {})
         diff = differences(old, settings)
+        if diff and not set(p.name for p in root.iterdir()) - NO_OUTPUTS:
+            if write:  # an earlier attempt failed before writing any output: nothing to mix
+                io.write_json(record_file, {"settings": settings, "note": NOTE})
+            return
         if diff:
             more = f"\n  ... and {len(diff) - 12} more" if len(diff) > 12 else ""
             raise RunConfigError(
@@ -186,8 +195,7 @@ def bind_run(root: Path, settings: dict, write: bool = True) -> None:
                 f"lit-ip's prediction writer (or by a version that did not record its settings). "
                 f"Choose a new or empty output_dir.")
     if write:
-        io.write_json(record_file, {"settings": settings,
-                                    "note": "settings that change outputs; a rerun must match them"})
+        io.write_json(record_file, {"settings": settings, "note": NOTE})
 
 
 def check_run(root: Path, pl_module, trainer=None, writer=None) -> None:
