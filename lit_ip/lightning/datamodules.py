@@ -72,6 +72,18 @@ class ImageDataModule(LightningDataModule):
             chosen = chosen[: int(self.limit)]
         return self.source if chosen == list(range(n)) else Subset(self.source, chosen)
 
+    def report_skipped_to(self, errors_dir) -> None:
+        """List the items the source left out (e.g. ``ImageFolder(on_error="skip")``) in
+        ``errors_dir`` (the prediction writer's ``skipped/``; ``summary.json`` lists them)."""
+        skipped = getattr(self.source, "skipped", None)
+        if skipped:
+            import json
+
+            from .. import io
+
+            io.write_text(io.safe_path(errors_dir, "skipped-rank0.jsonl"),
+                          "".join(json.dumps(r) + "\n" for r in skipped))
+
     def _loader(self, shuffle: bool) -> DataLoader:
         return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, collate_fn=collate_items,
