@@ -17,7 +17,8 @@ from PIL import Image
 from lit_ip.cli import main
 from lit_ip.data.folder import ImageFolder
 from lit_ip.data.make_shards import make_shards
-from lit_ip.data.shards import ShardDataModule, ShardError, ShardSource, collate_items, decode_image
+from lit_ip.data.shards import ShardError, ShardSource, collate_items, decode_image
+from lit_ip.lightning.datamodules import ShardDataModule
 from lit_ip.lightning.datamodules import ImageDataModule
 from lit_ip.lightning.resume import DuplicateKeyError
 from lit_ip.lightning.sampling_module import PosteriorSamplingModule, Task

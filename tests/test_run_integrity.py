@@ -224,7 +224,7 @@ def test_output_neutral_settings_leave_the_record_unchanged(prior, tmp_path):
     from PIL import Image
 
     from lit_ip.data.make_shards import make_shards
-    from lit_ip.data.shards import ShardDataModule
+    from lit_ip.lightning.datamodules import ShardDataModule
     from lit_ip.lightning.run_binding import differences, run_settings
 
     source = AnalyticPriorSamples(prior, 4, seed=1)
