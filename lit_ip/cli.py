@@ -22,6 +22,25 @@ TOOLS: dict[str, str] = {
     "memorization": "lit_ip.metrics.memorization:main",
 }
 
+#: modules imported before parsing, so that every prior / operator / method / schedule / data
+#: class is a known subclass: short class names work (``--model.prior.help GaussianPrior``) and
+#: ``--model.prior.help`` lists them all
+PART_MODULES = (
+    "lit_ip.priors.analytic", "lit_ip.priors.synthetic", "lit_ip.priors.network",
+    "lit_ip.priors.pretrained", "lit_ip.priors.loaders", "lit_ip.operators", "lit_ip.methods",
+    "lit_ip.sampling.schedules", "lit_ip.data.bundled", "lit_ip.data.folder", "lit_ip.data.analytic",
+    "lit_ip.lightning.sampling_module", "lit_ip.lightning.datamodules", "lit_ip.lightning.writer",
+    "lit_ip.lightning.training",
+)
+
+EPILOG = """other subcommands (not Lightning runs; each takes --help):
+  report        compare finished predict runs (tables, quality-vs-NFE, image grids)
+  make-shards   write an image folder or data set as webdataset shards
+  memorization  nearest training images of generated samples
+
+several --config files compose (one file per concern: prior, task, method, data,
+trainer); mappings such as model.init_args.methods merge across files (lit_ip.compose)."""
+
 
 def _root_cause(exc: BaseException) -> BaseException:
     """The innermost exception of a chain (jsonargparse wraps a constructor's error)."""
@@ -38,6 +57,11 @@ def _cli_class():
     from lightning.pytorch.cli import LightningCLI
 
     class LitIPCLI(LightningCLI):
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            """Only the Lightning runs that apply: ``fit`` (train a prior), ``predict`` (sample)."""
+            return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "predict")}
+
         """LightningCLI with predict defaults suited to writing outputs to disk.
 
         * ``predict --return_predictions`` defaults to false: the prediction writer
@@ -78,9 +102,24 @@ def _cli_class():
 def _lightning_cli(args):
     from lightning import LightningDataModule, LightningModule
 
+    for mod in PART_MODULES:
+        importlib.import_module(mod)
     return _cli_class()(LightningModule, LightningDataModule, subclass_mode_model=True,
                         subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
-                        seed_everything_default=False)
+                        seed_everything_default=False,
+                        parser_kwargs={"epilog": EPILOG, "formatter_class": _formatter()})
+
+
+def _formatter():
+    """jsonargparse's help formatter keeping the epilog's line breaks."""
+    import argparse
+
+    from jsonargparse import DefaultHelpFormatter
+
+    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    return Formatter
 
 
 def main(args: Optional[Sequence[str]] = None):
@@ -88,7 +127,10 @@ def main(args: Optional[Sequence[str]] = None):
     if argv and argv[0] in TOOLS:
         mod, fn = TOOLS[argv[0]].split(":")
         return getattr(importlib.import_module(mod), fn)(argv[1:])
-    return _lightning_cli(None if args is None else argv)
+    from .compose import compose_argv
+
+    composed = compose_argv(argv)
+    return _lightning_cli(None if (args is None and composed == argv) else composed)
 
 
 def console() -> int:
