@@ -68,6 +68,8 @@ def _cli_class():
           writes every batch, nothing is kept in memory (pass ``true`` to keep them).
         * For ``predict``, an unset ``trainer.default_root_dir`` becomes the output folder
           of the configured prediction writer, so ``config.yaml`` lands next to the outputs.
+        * For ``predict`` with a logger, the summary metrics are logged to it
+          (:class:`~lit_ip.lightning.result_logger.LogResults`, added unless configured).
         * An error while building the objects of the config (bad sigma, missing prior, ...)
           is reported as its root cause in one line (``LIT_IP_TRACEBACK=1`` for the traceback).
         """
@@ -75,6 +77,7 @@ def _cli_class():
         def instantiate_classes(self) -> None:
             try:
                 super().instantiate_classes()
+                self._log_results()
             except Exception as e:
                 if os.environ.get("LIT_IP_TRACEBACK"):
                     raise
@@ -82,6 +85,16 @@ def _cli_class():
                 print(f"lit-ip: error: cannot build the configuration: {type(cause).__name__}: {cause}\n"
                       f"(set LIT_IP_TRACEBACK=1 for the full traceback)", file=sys.stderr)
                 raise SystemExit(1) from e
+
+        def _log_results(self) -> None:
+            """predict with a logger: send the summary metrics to it (``LogResults``), unless
+            the config already has that callback."""
+            from .lightning.result_logger import LogResults
+
+            trainer = getattr(self, "trainer", None)
+            if self.subcommand == "predict" and trainer is not None and trainer.loggers and \
+                    not any(isinstance(cb, LogResults) for cb in trainer.callbacks):
+                trainer.callbacks.append(LogResults())
 
         def before_instantiate_classes(self) -> None:
             if self.subcommand != "predict":
