@@ -20,10 +20,10 @@ from typing import Optional, Sequence
 from . import io
 
 #: preferred column order; other numeric columns follow alphabetically
-METRIC_ORDER = ("psnr", "ssim", "lpips", "fid", "kid_mean", "kid_std", "consistency", "residual_rms",
+METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips_vgg", "fid", "kid_mean", "kid_std", "consistency", "residual_rms",
                 "coverage90", "mse_ratio")
 ID_COLUMNS = ("task", "method", "run", "images", "nfe")
-LOWER_IS_BETTER = {"lpips", "fid", "kid_mean", "kid_std", "residual_rms"}
+LOWER_IS_BETTER = {"lpips", "lpips_vgg", "fid", "kid_mean", "kid_std", "residual_rms"}
 
 
 def load_run(run_dir) -> list[dict]:
