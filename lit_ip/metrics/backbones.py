@@ -93,7 +93,27 @@ def to_rgb(x: Tensor, min_size: int = 0) -> Tensor:
     return x
 
 
-class AlexNetFeatures(nn.Module):
+class TapFeatures(nn.Module):
+    """A torchvision-style ``features`` stack returning the outputs of the layers ``taps``;
+    ``channels`` (one per tap) for LPIPS heads; weights from a local file (``features.*``)."""
+
+    def _finish(self, features: nn.Sequential, taps: Sequence[int], channels: Sequence[int],
+                weights: Optional[str]) -> None:
+        self.features, self.taps, self.channels = features, tuple(taps), tuple(int(c) for c in channels)
+        if weights is not None:
+            load_prefixed(self.features, load_state_dict(weights), "features.", str(weights))
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+class AlexNetFeatures(TapFeatures):
     """AlexNet's ``features`` (torchvision layout); ``forward`` returns the 5 ReLU outputs.
 
     Args:
@@ -109,28 +129,17 @@ class AlexNetFeatures(nn.Module):
         w = [3, *[int(c) for c in widths]]
         if len(w) != 6:
             raise ValueError(f"AlexNetFeatures needs 5 widths, got {list(widths)}")
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             nn.Conv2d(w[0], w[1], 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
             nn.Conv2d(w[1], w[2], 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
             nn.Conv2d(w[2], w[3], 3, padding=1), nn.ReLU(),
             nn.Conv2d(w[3], w[4], 3, padding=1), nn.ReLU(),
             nn.Conv2d(w[4], w[5], 3, padding=1), nn.ReLU(),
         )
-        self.channels = tuple(w[1:])
-        if weights is not None:
-            load_prefixed(self.features, load_state_dict(weights), "features.", str(weights))
-        self.eval().requires_grad_(False)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        taps = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                taps.append(x)
-        return taps
+        self._finish(features, self.TAPS, w[1:], weights)
 
 
-class VGG16Features(nn.Module):
+class VGG16Features(TapFeatures):
     """VGG-16's ``features`` (torchvision layout, ``vgg16-397923af.pth`` loads strictly);
     ``forward`` returns the 5 ReLU taps LPIPS-VGG uses (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3).
 
@@ -152,21 +161,8 @@ class VGG16Features(nn.Module):
             for _ in range(depth):
                 layers += [nn.Conv2d(cin, int(w), 3, padding=1), nn.ReLU()]
                 cin = int(w)
-            taps.append(len(layers) - 1)
-        self.features = nn.Sequential(*layers)
-        self.taps = tuple(taps)  # (3, 8, 15, 22, 29) as in LPIPS
-        self.channels = tuple(int(w) for w in widths)
-        if weights is not None:
-            load_prefixed(self.features, load_state_dict(weights), "features.", str(weights))
-        self.eval().requires_grad_(False)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.taps:
-                out.append(x)
-        return out
+            taps.append(len(layers) - 1)  # (3, 8, 15, 22, 29) as in LPIPS
+        self._finish(nn.Sequential(*layers), taps, widths, weights)
 
 
 class PooledFeatures(nn.Module):
