@@ -135,3 +135,13 @@ def test_two_method_files_prior_task_data_trainer_run(tmp_path):
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert set(saved["model"]["init_args"]["methods"]) == {"pigdm", "dps"}
     assert summary["nfe"]["dps"] == 30 and summary["nfe"]["pigdm"] == 25
+
+
+def test_parts_rebuild_a_protocol():
+    """configs/predict/protocols/dps_ffhq_sr4.yaml = ADM FFHQ prior + DPS sr4 task + FFHQ-1k data + its DPS."""
+    proto = yaml.safe_load((CONFIGS / "predict" / "protocols" / "dps_ffhq_sr4.yaml").read_text())
+    method = ("model: {init_args: {methods: {dps: {class_path: lit_ip.methods.dps.DPS, "
+              "init_args: {num_steps: 1000, eta: 1.0, zeta: 0.5}}}}}")
+    parts = compose([str(CONFIGS / "prior" / "adm_ffhq.yaml"), str(CONFIGS / "task" / "rgb256" / "sr4_bicubic.yaml"),
+                     str(CONFIGS / "data" / "ffhq1k.yaml"), method], subcommand="predict")
+    assert parts["model"] == proto["model"] and parts["data"] == proto["data"]
