@@ -33,6 +33,9 @@ PART_MODULES = (
     "lit_ip.lightning.training",
 )
 
+#: ``--model.prior.help`` / ``--model.methods.help`` without a class name: list the classes
+HELP_LISTS = {"prior": ("lit_ip.priors.base", "Prior"), "methods": ("lit_ip.methods.base", "Method")}
+
 EPILOG = """other subcommands (not Lightning runs; each takes --help):
   report        compare finished predict runs (tables, quality-vs-NFE, image grids)
   make-shards   write an image folder or data set as webdataset shards
@@ -135,11 +138,46 @@ def _formatter():
     return Formatter
 
 
+def _subclasses(cls) -> list[type]:
+    out, todo = [], [cls]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in out and not sub.__name__.startswith("_"):
+                out.append(sub)
+                todo.append(sub)
+    return out
+
+
+def list_classes(argv: Sequence[str]) -> Optional[str]:
+    """The class list for a bare ``--model.prior.help`` / ``--model.methods.help`` in argv, else None
+    (jsonargparse's ``.help`` needs a class name; without one it lists nothing)."""
+    import re
+
+    for i, a in enumerate(argv):
+        m = re.fullmatch(r"--model\.(?:init_args\.)?(prior|methods)\.help", a)
+        if m and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            for mod in PART_MODULES:
+                importlib.import_module(mod)
+            module, name = HELP_LISTS[m.group(1)]
+            base = getattr(importlib.import_module(module), name)
+            rows = []
+            for c in sorted(_subclasses(base), key=lambda c: (c.__module__, c.__name__)):
+                doc = (c.__doc__ or "").strip().splitlines()
+                rows.append(f"  {c.__name__:28s} {c.__module__}.{c.__name__}" + (f"\n      {doc[0]}" if doc else ""))
+            return (f"{name} classes (short or full name; `{a} NAME` shows a class's arguments):\n"
+                    + "\n".join(rows))
+    return None
+
+
 def main(args: Optional[Sequence[str]] = None):
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TOOLS:
         mod, fn = TOOLS[argv[0]].split(":")
         return getattr(importlib.import_module(mod), fn)(argv[1:])
+    listing = list_classes(argv)
+    if listing is not None:
+        print(listing)
+        return 0
     from .compose import compose_argv
 
     composed = compose_argv(argv)

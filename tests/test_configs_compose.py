@@ -145,3 +145,21 @@ def test_parts_rebuild_a_protocol():
     parts = compose([str(CONFIGS / "prior" / "adm_ffhq.yaml"), str(CONFIGS / "task" / "rgb256" / "sr4_bicubic.yaml"),
                      str(CONFIGS / "data" / "ffhq1k.yaml"), method], subcommand="predict")
     assert parts["model"] == proto["model"] and parts["data"] == proto["data"]
+
+
+def test_bare_prior_help_lists_every_prior_class(capsys):
+    from lit_ip.cli import main
+    from lit_ip.priors.base import Prior
+
+    assert main(["predict", "--model.prior.help"]) == 0
+    text = capsys.readouterr().out
+    import lit_ip.priors  # noqa: F401  (every prior module)
+
+    def subclasses(c):
+        return [s for sub in c.__subclasses__() for s in [sub, *subclasses(sub)]]
+    names = {c.__name__ for c in subclasses(Prior) if c.__module__.startswith("lit_ip.")}
+    assert len(names) >= 9
+    for name in names:
+        assert f"  {name} " in text, name
+    assert main(["predict", "--model.init_args.methods.help"]) == 0
+    assert "DPS" in capsys.readouterr().out
