@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +38,7 @@ def _methods_page() -> str:
         out.append(f"## {cls.__name__}\n")
         for cfg in sorted((REPO / "configs" / "method").glob("*.yaml")):
             text = cfg.read_text()
-            if f"{cls.__module__}.{cls.__name__}" in text or f".{cls.__name__}," in text:
+            if re.search(rf"\b{re.escape(cls.__module__ + '.' + cls.__name__)}\b", text):
                 out.append(f"Shipped settings (`configs/method/{cfg.name}`):\n\n```yaml\n{text.strip()}\n```\n")
         out.append(f"::: {cls.__module__}.{cls.__name__}\n    options:\n      members: false\n      show_root_heading: false\n")
     return "\n".join(out)
