@@ -7,14 +7,19 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: demo test bench clean-venv
 
-$(VENV)/.installed: pyproject.toml
+# .base: the package and what the demo needs; .installed: plus the test extras (make test)
+$(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
 	# the CPU build of torch lies on this machine's disk; install it first so nothing pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.base
 	$(VENV)/bin/lit-ip predict --config configs/predict/demo.yaml
 
 test: $(VENV)/.installed

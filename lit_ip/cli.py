@@ -29,6 +29,28 @@ TOOLS: dict[str, str] = {
     "memorization": "lit_ip.metrics.memorization:main",
 }
 
+#: modules imported before parsing, so that every prior / operator / method / schedule / data
+#: class is a known subclass: short class names work (``--model.prior.help GaussianPrior``) and
+#: ``--model.prior.help`` lists them all
+PART_MODULES = (
+    "lit_ip.priors.analytic", "lit_ip.priors.synthetic", "lit_ip.priors.network",
+    "lit_ip.priors.pretrained", "lit_ip.priors.loaders", "lit_ip.operators", "lit_ip.methods",
+    "lit_ip.sampling.schedules", "lit_ip.data.bundled", "lit_ip.data.folder", "lit_ip.data.analytic",
+    "lit_ip.lightning.sampling_module", "lit_ip.lightning.datamodules", "lit_ip.lightning.writer",
+    "lit_ip.lightning.training",
+)
+
+#: ``--model.prior.help`` / ``--model.methods.help`` without a class name: list the classes
+HELP_LISTS = {"prior": ("lit_ip.priors.base", "Prior"), "methods": ("lit_ip.methods.base", "Method")}
+
+EPILOG = """other subcommands (not Lightning runs; each takes --help):
+  report        compare finished predict runs (tables, quality-vs-NFE, image grids)
+  make-shards   write an image folder or data set as webdataset shards
+  memorization  nearest training images of generated samples
+
+several --config files compose (one file per concern: prior, task, method, data,
+trainer); mappings such as model.init_args.methods merge across files (lit_ip.compose)."""
+
 
 DEBUG_FLAG = "--debug"
 
@@ -118,9 +140,16 @@ def _cli_class():
           writes every batch, nothing is kept in memory (pass ``true`` to keep them).
         * For ``predict``, an unset ``trainer.default_root_dir`` becomes the output folder
           of the configured prediction writer, so ``config.yaml`` lands next to the outputs.
+        * For ``predict`` with a logger, the summary metrics are logged to it
+          (:class:`~lit_ip.lightning.result_logger.LogResults`, added unless configured).
         * An error while building the objects of the config (bad sigma, missing prior, ...)
           is reported as its root cause in one line (``--debug`` for the traceback).
         """
+
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            """Only the Lightning runs that apply: ``fit`` (train a prior), ``predict`` (sample)."""
+            return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "predict")}
 
         def __init__(self, *args, **kwargs):
             kwargs.setdefault("parser_class", OneLineErrorParser)
@@ -130,11 +159,22 @@ def _cli_class():
         def instantiate_classes(self) -> None:
             try:
                 super().instantiate_classes()
+                self._log_results()
             except Exception as e:
                 if debug():
                     raise
                 cause = _root_cause(e)
                 _fail(f"cannot build the configuration: {type(cause).__name__}: {cause}")
+
+        def _log_results(self) -> None:
+            """predict with a logger: send the summary metrics to it (``LogResults``), unless
+            the config already has that callback."""
+            from .lightning.result_logger import LogResults
+
+            trainer = getattr(self, "trainer", None)
+            if self.subcommand == "predict" and trainer is not None and trainer.loggers and \
+                    not any(isinstance(cb, LogResults) for cb in trainer.callbacks):
+                trainer.callbacks.append(LogResults())
 
         def before_instantiate_classes(self) -> None:
             if self.subcommand != "predict":
@@ -155,9 +195,55 @@ def _cli_class():
 def _lightning_cli(args):
     from lightning import LightningDataModule, LightningModule
 
+    for mod in PART_MODULES:
+        importlib.import_module(mod)
     return _cli_class()(LightningModule, LightningDataModule, subclass_mode_model=True,
                         subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
-                        seed_everything_default=False)
+                        seed_everything_default=False,
+                        parser_kwargs={"epilog": EPILOG, "formatter_class": _formatter()})
+
+
+def _formatter():
+    """jsonargparse's help formatter keeping the epilog's line breaks."""
+    import argparse
+
+    from jsonargparse import DefaultHelpFormatter
+
+    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    return Formatter
+
+
+def _subclasses(cls) -> list[type]:
+    out, todo = [], [cls]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in out and not sub.__name__.startswith("_"):
+                out.append(sub)
+                todo.append(sub)
+    return out
+
+
+def list_classes(argv: Sequence[str]) -> Optional[str]:
+    """The class list for a bare ``--model.prior.help`` / ``--model.methods.help`` in argv, else None
+    (jsonargparse's ``.help`` needs a class name; without one it lists nothing)."""
+    import re
+
+    for i, a in enumerate(argv):
+        m = re.fullmatch(r"--model\.(?:init_args\.)?(prior|methods)\.help", a)
+        if m and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            for mod in PART_MODULES:
+                importlib.import_module(mod)
+            module, name = HELP_LISTS[m.group(1)]
+            base = getattr(importlib.import_module(module), name)
+            rows = []
+            for c in sorted(_subclasses(base), key=lambda c: (c.__module__, c.__name__)):
+                doc = (c.__doc__ or "").strip().splitlines()
+                rows.append(f"  {c.__name__:28s} {c.__module__}.{c.__name__}" + (f"\n      {doc[0]}" if doc else ""))
+            return (f"{name} classes (short or full name; `{a} NAME` shows a class's arguments):\n"
+                    + "\n".join(rows))
+    return None
 
 
 def main(args: Optional[Sequence[str]] = None):
@@ -173,7 +259,14 @@ def main(args: Optional[Sequence[str]] = None):
         if argv and argv[0] in TOOLS:
             mod, fn = TOOLS[argv[0]].split(":")
             return getattr(importlib.import_module(mod), fn)(argv[1:])
-        return _lightning_cli(None if args is None else argv)
+        listing = list_classes(argv)
+        if listing is not None:
+            print(listing)
+            return 0
+        from .compose import compose_argv
+
+        composed = compose_argv(argv)
+        return _lightning_cli(None if (args is None and composed == argv) else composed)
     except RunInterrupted as e:
         print(f"lit-ip: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None

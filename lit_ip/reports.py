@@ -6,24 +6,26 @@ top-level ``nfe`` map method -> network evaluations per sample) and writes
 
 * ``report.md`` / ``report.csv``: one row per (task, method, run), one column per metric;
 * ``<metric>_vs_nfe.png``: the metric against the number of network evaluations, one
-  panel per task, one line per method (runs of a method at several step counts).
+  panel per task (and per prior / data / task setting when runs differ in those) in a grid,
+  one line per method and setting: only runs that differ in NFE alone are joined
+  (:mod:`lit_ip.report_figures`), and the panel's quality-vs-NFE frontier dashed;
+* ``frontier_<metric>.md``: that frontier per task (the best value at each cost);
+* ``images_<task>.png``: the same images (keys every run has) in every run and method.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 from . import io
+from .report_figures import LOWER_IS_BETTER, image_comparison, panel_frontiers, plot_grid, run_contexts  # noqa: F401
 
 #: preferred column order; other numeric columns follow alphabetically
-METRIC_ORDER = ("psnr", "ssim", "lpips", "fid", "kid_mean", "kid_std", "consistency", "residual_rms",
+METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips_vgg", "fid", "kid_mean", "kid_std", "consistency", "residual_rms",
                 "coverage90", "mse_ratio")
 ID_COLUMNS = ("task", "method", "run", "images", "nfe")
-LOWER_IS_BETTER = {"lpips", "fid", "kid_mean", "kid_std", "residual_rms"}
 
 
 def load_run(run_dir) -> list[dict]:
@@ -38,19 +40,24 @@ def load_run(run_dir) -> list[dict]:
     if not isinstance(rows, list):
         raise ValueError(f"{path} has no 'summary' list of rows")
     nfe = data.get("nfe", {})
+    ctx = run_contexts(run_dir, data)
     out = []
     for r in rows:
         r = dict(r, run=run_dir.name)
         base = str(r.get("method", "")).split(" (")[0]  # "dps (mean of samples)" -> "dps"
         if r.get("nfe") is None and base in nfe:
             r["nfe"] = nfe[base]
+        # private tags (not written): which rows may share a panel / a line
+        r["_context"] = ctx["task"].get(str(r.get("task")), "")
+        r["_series"] = f"{r['method']}|{ctx['method'].get(base, '')}|{r['_context']}"
+        r["_prior"] = ctx["prior"]
         out.append(r)
     return out
 
 
 def metric_columns(rows: Sequence[dict]) -> list[str]:
     numeric = {k for r in rows for k, v in r.items()
-               if k not in ID_COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+               if k not in ID_COLUMNS and not k.startswith("_") and isinstance(v, (int, float)) and not isinstance(v, bool)}
     return [m for m in METRIC_ORDER if m in numeric] + sorted(numeric - set(METRIC_ORDER))
 
 
@@ -63,52 +70,30 @@ def build_table(run_dirs: Sequence) -> tuple[list[dict], list[str]]:
 
 
 def plot_vs_nfe(rows: Sequence[dict], metric: str, path: Path) -> Optional[Path]:
-    """Figure of ``metric`` against NFE (log axis); None if no row has both."""
-    pts = [r for r in rows if isinstance(r.get(metric), (int, float)) and r.get("nfe")
-           and math.isfinite(r[metric])]
-    if not pts:
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = sorted({str(r["task"]) for r in pts})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        lines = defaultdict(list)
-        for r in pts:
-            if str(r["task"]) == task:
-                lines[str(r["method"])].append((float(r["nfe"]), float(r[metric])))
-        for method, xy in sorted(lines.items()):
-            xy.sort()
-            ax.plot([p[0] for p in xy], [p[1] for p in xy], marker="o", label=method)
-        ax.set_xscale("log")
-        ax.set_xlabel("network evaluations per sample")
-        ax.set_ylabel(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
-        ax.set_title(f"task: {task}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    import io as _io
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return io.write_bytes(path, buf.getvalue())
+    """Grid of ``metric`` against NFE (see :func:`lit_ip.report_figures.plot_grid`)."""
+    return plot_grid(rows, metric, path)
 
 
-def report(run_dirs: Sequence, out_dir, metrics: Sequence[str] = ("psnr",)) -> dict:
+def report(run_dirs: Sequence, out_dir, metrics: Sequence[str] = ("psnr",), max_images: int = 4) -> dict:
     rows, columns = build_table(run_dirs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.write_csv(out_dir / "report.csv", rows, columns)
     md = io.markdown_table(rows, columns, floatfmt=".4g")
     io.write_text(out_dir / "report.md", f"# Comparison of {len(run_dirs)} run(s)\n\n{md}")
-    figures = {}
+    figures, frontiers = {}, {}
     for m in metrics:
         fig = plot_vs_nfe(rows, m, out_dir / f"{m}_vs_nfe.png")
         if fig is not None:
             figures[m] = str(fig)
-    return {"rows": rows, "columns": columns, "markdown": md, "figures": figures}
+            frontiers[m] = panel_frontiers(rows, m)
+            io.write_text(out_dir / f"frontier_{m}.md",
+                          f"# {m} vs NFE frontier per task\n\n"
+                          + io.markdown_table(frontiers[m], ["task", "context", "nfe", m, "method", "run"],
+                                              floatfmt=".4g"))
+    images = image_comparison(run_dirs, out_dir, max_images) if max_images > 0 else {}
+    return {"rows": rows, "columns": columns, "markdown": md, "figures": figures, "frontiers": frontiers,
+            "images": images}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -117,8 +102,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     ap.add_argument("--out", required=True, help="folder for report.md, report.csv and figures")
     ap.add_argument("--metrics", default="psnr,ssim,lpips,fid",
                     help="comma-separated metrics to plot against NFE (default psnr,ssim,lpips,fid)")
+    ap.add_argument("--images", type=int, default=4,
+                    help="images per task in the method comparison grids (0: none)")
     args = ap.parse_args(argv)
-    res = report(args.runs, args.out, [m for m in args.metrics.split(",") if m])
+    res = report(args.runs, args.out, [m for m in args.metrics.split(",") if m], args.images)
     print(res["markdown"])
     missing = [m for m in args.metrics.split(",") if m and m not in res["figures"]]
     if missing:

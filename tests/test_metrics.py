@@ -67,10 +67,15 @@ def test_dataset_values_are_means_of_per_image_values_over_batches():
 
 def test_missing_backbone_weights_names_the_file_and_keeps_other_metrics(tmp_path, monkeypatch):
     monkeypatch.setenv("LIT_IP_WEIGHTS", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.warns(UserWarning, match="alexnet-owt-7be5be79.pth"):
         m = ImageMetrics()
-    assert len(m.missing) == 1 and str(tmp_path / "nowhere" / "alexnet-owt-7be5be79.pth") in m.missing[0]
-    assert m.lpips is None and m.fid is None and m.kid is None
+    for name in ("alexnet-owt-7be5be79.pth", "weights-inception-2015-12-05-6726825d.pth", "vgg16-397923af.pth"):
+        said = [msg for msg in m.missing + m.notes if name in msg]  # each missing file, with both places looked
+        assert len(said) == 1 and str(tmp_path / "nowhere" / name) in said[0], name
+        assert str(tmp_path / "torch" / "hub" / "checkpoints" / name) in said[0], name
+    assert len(m.missing) == 1 and "alexnet" in m.missing[0]  # the other two are optional (notes)
+    assert m.lpips is None and m.lpips_vgg is None and m.fid is None and m.kid is None
     pred, target = images(2, 1)
     m.update(pred, target, torch.arange(2))
     out = m.compute()

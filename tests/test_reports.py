@@ -79,3 +79,7 @@ def test_report_on_real_predict_runs(tmp_path):
     assert any("pinv" in m for m in methods) and len(methods) >= 2
     nfes = sorted({r["nfe"] for r in res["rows"] if r.get("nfe")})
     assert nfes == [5, 20] and "psnr" in res["figures"]
+    for task in {r["task"] for r in res["rows"]}:  # the two runs differ in NFE only: one line per task
+        ddrm = [r for r in res["rows"] if r["task"] == task and r["method"] == "ddrm"]
+        assert len(ddrm) in (0, 2) and len({r["_series"] for r in ddrm}) <= 1, task
+    assert res["images"] and all(p.endswith(".png") for p in res["images"].values())

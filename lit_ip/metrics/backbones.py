@@ -21,11 +21,38 @@ from torch import Tensor, nn
 #: where weight files are looked for when the config gives no path
 WEIGHTS_ENV = "LIT_IP_WEIGHTS"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+VGG16_FILE = "vgg16-397923af.pth"
 
 
 def weights_dir() -> Path:
     """``$LIT_IP_WEIGHTS`` or ``~/.cache/lit_ip/weights``."""
     return Path(os.environ.get(WEIGHTS_ENV) or Path.home() / ".cache" / "lit_ip" / "weights").expanduser()
+
+
+def torch_hub_checkpoints() -> Path:
+    """torch hub's download folder, ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch``),
+    where users who ran torchvision / torch-fidelity already have the weight files."""
+    home = os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch"
+    return Path(home).expanduser() / "hub" / "checkpoints"
+
+
+def search_folders() -> list[Path]:
+    """Folders searched for a weight file by name: ours first, then torch hub's."""
+    return [weights_dir(), torch_hub_checkpoints()]
+
+
+def find_weights(names: Union[str, Sequence[str]], path: Optional[str] = None) -> tuple[Optional[Path], list[str]]:
+    """``(file, places looked)``: ``path`` if given (it must exist), else the first of ``names``
+    found in :func:`search_folders`; ``None`` when absent."""
+    if path is not None:
+        p = Path(path).expanduser()
+        return (p if p.is_file() else None), [str(p)]
+    names = [names] if isinstance(names, str) else list(names)
+    looked = [str(folder / n) for folder in search_folders() for n in names]
+    for p in looked:
+        if Path(p).is_file():
+            return Path(p), looked
+    return None, looked
 
 
 def load_state_dict(path: Union[str, Path]) -> dict[str, Tensor]:
@@ -66,7 +93,27 @@ def to_rgb(x: Tensor, min_size: int = 0) -> Tensor:
     return x
 
 
-class AlexNetFeatures(nn.Module):
+class TapFeatures(nn.Module):
+    """A torchvision-style ``features`` stack returning the outputs of the layers ``taps``;
+    ``channels`` (one per tap) for LPIPS heads; weights from a local file (``features.*``)."""
+
+    def _finish(self, features: nn.Sequential, taps: Sequence[int], channels: Sequence[int],
+                weights: Optional[str]) -> None:
+        self.features, self.taps, self.channels = features, tuple(taps), tuple(int(c) for c in channels)
+        if weights is not None:
+            load_prefixed(self.features, load_state_dict(weights), "features.", str(weights))
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+class AlexNetFeatures(TapFeatures):
     """AlexNet's ``features`` (torchvision layout); ``forward`` returns the 5 ReLU outputs.
 
     Args:
@@ -82,25 +129,40 @@ class AlexNetFeatures(nn.Module):
         w = [3, *[int(c) for c in widths]]
         if len(w) != 6:
             raise ValueError(f"AlexNetFeatures needs 5 widths, got {list(widths)}")
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             nn.Conv2d(w[0], w[1], 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
             nn.Conv2d(w[1], w[2], 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
             nn.Conv2d(w[2], w[3], 3, padding=1), nn.ReLU(),
             nn.Conv2d(w[3], w[4], 3, padding=1), nn.ReLU(),
             nn.Conv2d(w[4], w[5], 3, padding=1), nn.ReLU(),
         )
-        self.channels = tuple(w[1:])
-        if weights is not None:
-            load_prefixed(self.features, load_state_dict(weights), "features.", str(weights))
-        self.eval().requires_grad_(False)
+        self._finish(features, self.TAPS, w[1:], weights)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        taps = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                taps.append(x)
-        return taps
+
+class VGG16Features(TapFeatures):
+    """VGG-16's ``features`` (torchvision layout, ``vgg16-397923af.pth`` loads strictly);
+    ``forward`` returns the 5 ReLU taps LPIPS-VGG uses (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3).
+
+    Args:
+        widths: channels of the 5 stages (VGG-16: 64, 128, 256, 512, 512); tests may pass small ones.
+        weights: optional local file with torchvision VGG-16 weights (``features.*`` keys used).
+    """
+
+    DEPTHS = (2, 2, 3, 3, 3)
+
+    def __init__(self, widths: Sequence[int] = (64, 128, 256, 512, 512), weights: Optional[str] = None):
+        super().__init__()
+        if len(widths) != 5:
+            raise ValueError(f"VGG16Features needs 5 widths, got {list(widths)}")
+        layers, taps, cin = [], [], 3
+        for stage, (depth, w) in enumerate(zip(self.DEPTHS, widths)):
+            if stage:
+                layers.append(nn.MaxPool2d(2, 2))
+            for _ in range(depth):
+                layers += [nn.Conv2d(cin, int(w), 3, padding=1), nn.ReLU()]
+                cin = int(w)
+            taps.append(len(layers) - 1)  # (3, 8, 15, 22, 29) as in LPIPS
+        self._finish(nn.Sequential(*layers), taps, widths, weights)
 
 
 class PooledFeatures(nn.Module):

@@ -23,10 +23,10 @@ from torch import Tensor, nn
 
 from .calibration import calibration, dataset_mse_ratio, posterior_stats
 from .consistency import measurement_consistency, residual_rms
-from .image import ImageMetrics, default_backbone
+from .image import FEATURE_LABELS, ImageMetrics, feature_networks
 from .lpips import shipped_heads
 
-SAMPLE_COLUMNS = ("lpips", "consistency", "residual_rms")
+SAMPLE_COLUMNS = ("lpips", "lpips_vgg", "consistency", "residual_rms")
 CALIBRATION_COLUMNS = ("coverage90", "mse_samples", "mse_mean", "mse_ratio")
 
 
@@ -43,20 +43,30 @@ class Evaluation(nn.Module):
     """Per-image and data-set metrics of every (task, method) pair.
 
     Args: as :class:`~lit_ip.metrics.image.ImageMetrics` (``backbone_weights`` names the
-    local AlexNet file for LPIPS / FID / KID; without it those are left out with a message).
+    local AlexNet file for LPIPS; ``inception_weights`` the FID Inception-v3 file, default for
+    FID / KID when found, else the AlexNet features, labelled; ``vgg_weights`` the VGG-16 file
+    of LPIPS-VGG; files are looked for in ``$LIT_IP_WEIGHTS`` and ``$TORCH_HOME/hub/checkpoints``;
+    a missing file leaves its metric out with a message).
     """
 
     def __init__(self, backbone_weights: Optional[str] = None, lpips_heads: Optional[str] = None,
                  lpips: bool = True, fid: bool = True, kid: bool = True, kid_subsets: int = 50,
-                 kid_subset_size: int = 1000, backbone: Optional[nn.Module] = None):
+                 kid_subset_size: int = 1000, backbone: Optional[nn.Module] = None,
+                 inception_weights: Optional[str] = None, fid_features: str = "auto",
+                 lpips_vgg: bool = True, vgg_weights: Optional[str] = None,
+                 features: Optional[nn.Module] = None, vgg_backbone: Optional[nn.Module] = None):
         super().__init__()
         self.options = dict(backbone_weights=backbone_weights, lpips_heads=lpips_heads, lpips=lpips,
-                            fid=fid, kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
-        self.backbone = backbone
+                            fid=fid, kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                            inception_weights=inception_weights, fid_features=fid_features,
+                            lpips_vgg=lpips_vgg, vgg_weights=vgg_weights)
+        self.backbone, self.features, self.vgg = backbone, features, vgg_backbone
+        self.feature_name: Optional[str] = None
         self.pairs: dict[tuple[str, str], ImageMetrics] = {}
         self.metrics = nn.ModuleDict()
         self.num_samples = 1
         self.missing: list[str] = []
+        self.notes: list[str] = []
 
     def setup(self, pairs: dict[str, list[str]], num_samples: int) -> None:
         """Declare the (task, method) pairs before any update (every rank the same)."""
@@ -65,30 +75,38 @@ class Evaluation(nn.Module):
         self.metrics = nn.ModuleDict()
         self.pairs = {}
         opts = dict(self.options)
-        if self.backbone is None and (opts["lpips"] or opts["fid"] or opts["kid"]):
-            self.backbone, self.missing = default_backbone(opts["backbone_weights"])
-            if self.backbone is not None and opts["lpips_heads"] is None:
-                opts["lpips_heads"] = str(shipped_heads("alex"))
-        opts.pop("backbone_weights")
-        if self.backbone is None:  # weights missing (already said so): the rest only
-            opts.update(lpips=False, fid=False, kid=False)
+        given_backbone = self.backbone is not None
+        nets = feature_networks(self.backbone, self.features, self.vgg, backbone_weights=opts.pop("backbone_weights"),
+                                inception_weights=opts.pop("inception_weights"), vgg_weights=opts.pop("vgg_weights"),
+                                fid_features=opts.pop("fid_features"), need_alexnet=opts["lpips"],
+                                need_features=opts["fid"] or opts["kid"], need_vgg=opts["lpips_vgg"])
+        self.backbone, self.features, self.vgg = nets["backbone"], nets["features"], nets["vgg"]
+        self.feature_name, self.missing, self.notes = nets["feature_name"], nets["missing"], nets["notes"]
+        if self.backbone is not None and opts["lpips_heads"] is None and not given_backbone:
+            opts["lpips_heads"] = str(shipped_heads("alex"))
+        opts.update(lpips=opts["lpips"] and self.backbone is not None, lpips_vgg=opts["lpips_vgg"] and self.vgg is not None,
+                    fid=opts["fid"] and self.features is not None, kid=opts["kid"] and self.features is not None)
         for task, methods in pairs.items():
             for method in methods:
-                m = ImageMetrics(extra=extra, backbone=self.backbone, **opts)
+                m = ImageMetrics(extra=extra, backbone=self.backbone, features=self.features,
+                                 vgg_backbone=self.vgg, **opts)
                 self.pairs[(task, method)] = m
                 self.metrics[f"{task}/{method}".replace(".", "_")] = m
 
     @property
     def columns(self) -> tuple[str, ...]:
         """Per-image table columns this evaluation adds."""
-        lp = any(m.lpips is not None for m in self.pairs.values())
-        cols = tuple(c for c in SAMPLE_COLUMNS if c != "lpips" or lp)
+        have = {"lpips": any(m.lpips is not None for m in self.pairs.values()),
+                "lpips_vgg": any(m.lpips_vgg is not None for m in self.pairs.values())}
+        cols = tuple(c for c in SAMPLE_COLUMNS if have.get(c, True))
         return cols + (CALIBRATION_COLUMNS if self.num_samples > 1 else ())
 
     def describe(self) -> str:
-        feats = ("LPIPS (AlexNet), FID and KID on pooled AlexNet conv5 features (not Inception: "
-                 "not comparable with published FID/KID)" if self.backbone is not None
-                 else "LPIPS / FID / KID left out (backbone weights missing)")
+        lp = [n for n, net in (("LPIPS (AlexNet)", self.backbone), ("LPIPS-VGG", self.vgg)) if net is not None]
+        feats = ", ".join(lp) or "LPIPS left out (backbone weights missing)"
+        feats += (f"; FID and KID on {FEATURE_LABELS.get(self.feature_name, self.feature_name)} features"
+                  if self.feature_name else "; FID / KID left out (feature weights missing)")
+        feats += "".join(f" [{n}]" for n in self.notes)
         return (f"{feats}, data-set values over the first sample of each measurement as its PNG shows it; "
                 f"consistency = ||y - A(x)|| / (sigma_y sqrt(m)); with several samples, coverage90 and "
                 f"mse_ratio (2 for an exact posterior sampler) on the posterior-mean rows")
@@ -126,10 +144,11 @@ class Evaluation(nn.Module):
             return {"samples": rows, "mean": mean_row}
         samples, gt = samples.detach().cpu(), gt.detach().cpu()
         metric = self.pairs[(task, method)]
-        if metric.lpips is not None:
-            lp = metric.lpips(as_png(samples), as_png(gt).expand_as(samples))
-            for row, v in zip(rows, lp):
-                row["lpips"] = float(v)
+        for name in ("lpips", "lpips_vgg"):
+            net = getattr(metric, name)
+            if net is not None:
+                for row, v in zip(rows, net(as_png(samples), as_png(gt).expand_as(samples))):
+                    row[name] = float(v)
         if n > 1:
             cal = calibration(samples.float()[None], gt.float()[None])
             mean_row = {k: float(v[0]) for k, v in cal.items()}

@@ -24,14 +24,15 @@ from torch import Tensor, nn
 from ..models.adm import PRESET_SCHEDULES, PRESETS, EpsHalf, adm_from_preset
 from ..models.checkpoints import CheckpointError, load_checkpoint
 from .config_checks import check_scheduler_config, check_unet_config
+from .betas import DIFFUSERS_NAMES
 from .network import NetworkPrior
 from .paths import VPPath
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: diffusers ``prediction_type`` -> lit_ip parameterisation
 PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
-#: diffusers ``beta_schedule`` -> ``VPPath`` schedule
-BETA_SCHEDULES = {"linear": "linear", "squaredcos_cap_v2": "cosine"}
+#: diffusers ``beta_schedule`` -> ``VPPath`` schedule (defined once, in lit_ip/priors/betas.py)
+BETA_SCHEDULES = DIFFUSERS_NAMES
 
 
 def parse_dtype(dtype: str) -> torch.dtype:
@@ -113,6 +114,40 @@ class ADMPrior(NetworkPrior):
         _finish(self, compile, compile_backend)
 
 
+def _looks_like_model_id(text: str) -> bool:
+    """``owner/name`` (one slash, no path syntax): a Hugging Face model id."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text)) and not text.startswith((".", "/", "~"))
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub`` (default ``~/.cache/huggingface``)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def hf_cache_snapshot(model_id: str, revision: Optional[str] = None) -> Path:
+    """The local snapshot folder of ``model_id`` in the Hugging Face cache, offline
+    (``local_files_only=True``: never downloads); a clear error saying where it looked if absent."""
+    from huggingface_hub import snapshot_download
+
+    cache = hf_cache_dir()
+    try:
+        return Path(snapshot_download(model_id, revision=revision, cache_dir=str(cache), local_files_only=True))
+    except Exception as e:  # LocalEntryNotFoundError and friends: not in the cache
+        folder = cache / f"models--{model_id.replace('/', '--')}"
+        raise FileNotFoundError(
+            f"{model_id!r} is neither a local directory nor in the Hugging Face cache: looked offline "
+            f"(local_files_only) in {folder} (cache {cache}, from $HF_HUB_CACHE / $HF_HOME). Download it "
+            f"once where there is internet (`hf download {model_id}`) and copy the cache, or pass the "
+            f"model's directory ({type(e).__name__}: {e})") from None
+
+
 def _find_file(candidates: Sequence[Path], what: str, directory: Path) -> Path:
     for f in candidates:
         if f.is_file():
@@ -125,8 +160,8 @@ def read_scheduler_config(path: Path) -> tuple[VPPath, str, bool]:
     """(native path, prediction, learned variance) from a diffusers DDPM/DDIM scheduler config."""
     cfg = check_scheduler_config(json.loads(Path(path).read_text()), path)
     if cfg.get("trained_betas") is not None:
-        raise ValueError(f"{path}: explicit trained_betas are not supported (only linear and cosine "
-                         f"DDPM schedules)")
+        raise ValueError(f"{path}: explicit trained_betas are not supported (only the beta_schedule "
+                         f"names {sorted(BETA_SCHEDULES)})")
     kind = cfg.get("beta_schedule", "linear")
     if kind not in BETA_SCHEDULES:
         raise ValueError(f"{path}: beta_schedule {kind!r} is not supported; supported: {sorted(BETA_SCHEDULES)}")
@@ -148,7 +183,8 @@ class DiffusersPrior(NetworkPrior):
     ``scheduler/``). ``.bin`` weights are read with ``weights_only=True``.
 
     Args:
-        directory: the local directory.
+        directory: the local directory, or a Hugging Face model id (``google/ddpm-cifar10-32``)
+            looked up offline in the local Hugging Face cache (:func:`hf_cache_snapshot`).
         dtype: ``float32`` (default), ``float16`` or ``bfloat16``.
         compile: wrap the network in ``torch.compile`` (``compile_backend``).
         data_range: native data range of the model (diffusers DDPM models: ``[-1, 1]``).
@@ -162,7 +198,9 @@ class DiffusersPrior(NetworkPrior):
 
         d = Path(directory).expanduser()
         if not d.is_dir():
-            raise FileNotFoundError(f"diffusers model directory {d} does not exist")
+            if not _looks_like_model_id(str(directory)):
+                raise FileNotFoundError(f"diffusers model directory {d} does not exist")
+            d = hf_cache_snapshot(str(directory))
         unet_dir = d / "unet" if (d / "unet" / "config.json").is_file() else d
         config_file = _find_file([unet_dir / "config.json"], "UNet config.json", d)
         weights = _find_file([unet_dir / "diffusion_pytorch_model.safetensors",

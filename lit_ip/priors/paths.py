@@ -20,11 +20,12 @@ path in [0, 1] units so that methods and operators never see a network's range.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import Tensor
+
+from .betas import DIFFUSERS_NAMES, make_betas
 
 
 class NoisePath:
@@ -91,6 +92,9 @@ class NoisePath:
 class VPPath(NoisePath):
     """DDPM variance-preserving path with ``num_train_steps`` discrete steps.
 
+    ``schedule``: ``linear``, ``scaled_linear``, ``cosine`` or ``sigmoid`` (or the diffusers
+    name ``squaredcos_cap_v2``), see :mod:`lit_ip.priors.betas`.
+
     ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``; time is the integer step index as a
     float in ``[0, T-1]``; between integers ``log alpha_bar`` is interpolated linearly.
     """
@@ -100,18 +104,10 @@ class VPPath(NoisePath):
     def __init__(self, num_train_steps: int = 1000, schedule: str = "linear",
                  beta_start: float = 1e-4, beta_end: float = 2e-2, scale: float = 1.0):
         super().__init__(scale)
-        if schedule not in ("linear", "cosine"):
-            raise ValueError(f"unknown beta schedule {schedule!r}; use 'linear' or 'cosine'")
-        self.num_train_steps, self.schedule = int(num_train_steps), schedule
+        betas = make_betas(schedule, num_train_steps, beta_start, beta_end)  # the one place (betas.py)
+        self.num_train_steps, self.schedule = int(num_train_steps), DIFFUSERS_NAMES.get(schedule, schedule)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
         T = self.num_train_steps
-        if schedule == "linear":
-            betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
-        else:  # Nichol & Dhariwal 2021, Eq. 17, s = 0.008, betas clipped at 0.999
-            s = 0.008
-            f = lambda u: torch.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
-            u = torch.arange(T + 1, dtype=torch.float64)
-            betas = (1 - f(u[1:]) / f(u[:-1])).clamp(max=0.999)
         self.betas = betas
         self.log_alpha_bar = torch.cumsum(torch.log1p(-betas), 0)
         self.t_min, self.t_max = 0.0, float(T - 1)
