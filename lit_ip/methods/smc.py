@@ -70,8 +70,12 @@ class TDS(Method):
         num_particles: particles per measurement ``K`` (exact as ``K -> inf``; ``K = 1`` is plain
             twisted guidance without correction).
         ess_threshold: resample when ESS < ``ess_threshold * K`` (1 = every step).
-        twist: ``"tweedie"`` (the paper's ``p(y | x0 = x0_hat(x_t))``, default) or ``"pigdm"`` (wider:
-            a better proposal on its own, ``K = 1``; both are consistent as ``K`` grows).
+        twist: ``"pigdm"`` (default) or ``"tweedie"`` (the paper's ``p(y | x0 = x0_hat(x_t))``). The
+            paper's twist is too sharp early on: on Gaussian-mixture problems with a random dense
+            operator it diverged (202 of 1000 samples more than 50 from the posterior mean, 4
+            particles), where the PiGDM twist gives the right answer; so the default departs
+            from the paper (the target, hence consistency, is the same). ``"pigdm"`` is wider:
+            a better proposal on its own (``K = 1``); both are consistent as ``K`` grows.
     """
 
     requires = ("svd",)
@@ -81,7 +85,7 @@ class TDS(Method):
     gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, num_particles: int = 16, ess_threshold: float = 0.5,
-                 twist: str = "tweedie", schedule: Optional[Schedule] = None):
+                 twist: str = "pigdm", schedule: Optional[Schedule] = None):
         super().__init__(num_steps, schedule)
         if int(num_particles) < 1 or not 0 <= float(ess_threshold) <= 1:
             raise ValueError(f"TDS needs num_particles >= 1 and ess_threshold in [0, 1], "
