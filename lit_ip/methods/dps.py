@@ -31,9 +31,11 @@ class DPS(GuidedMethod):
     Args:
         num_steps: network evaluations (paper: 1000).
         eta: DDIM stochasticity (1 = DDPM ancestral).
-        zeta: step size in [0, 1] image units. The paper's zeta' = 1 in [-1, 1] units
-            (noise, SR, inpainting) is zeta = 0.5 here (the shift halves with the units,
-            the gradient of the norm does not change).
+        zeta: step size: ``shift = -zeta grad_{x_t} ||y - A(x0_hat)||`` in [0, 1] units. Converting
+            Alg. 1 from [-1, 1] units (``||y' - A x0'|| = 2 ||y - A x0||``, ``grad_{x'} = grad_x / 2``,
+            ``shift = shift' / 2``) gives ``zeta = zeta'`` exactly; the authors' code steps along the
+            plain norm with ``scale = 2 zeta'``, i.e. ``zeta = scale / 2``. The reported setting
+            (``scale = 1`` for noise, SR, inpainting) is ``zeta = 0.5`` here, the default.
     """
 
     requires = ("differentiable",)
