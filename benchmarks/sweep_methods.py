@@ -81,8 +81,8 @@ METHODS = {
     "daps": ("lit_ip.methods.daps.DAPS", dict(num_steps=25, ode_steps=3, langevin_steps=50),
              grid(lr=[2.5e-5, 1e-4], tau=[0.01, 0.05])),
     "tds": ("lit_ip.methods.smc.TDS", dict(num_steps=25, num_particles=4), grid(twist=["pigdm", "tweedie"])),
-    "dmplug": ("lit_ip.methods.dmplug.DMPlug", dict(num_steps=3, iterations=100),
-               [dict(lr=5e-3, select="last"), dict(lr=2e-2, select="last"), dict(lr=2e-2, select="es-wmv")]),
+    "dmplug": ("lit_ip.methods.dmplug.DMPlug", dict(num_steps=3, iterations=50),
+               [dict(lr=2e-2, select="es-wmv"), dict(lr=2e-2, select="last")]),
 }
 OPTIMISERS = {"reddiff", "dmplug"}      # single output, no posterior mean
 

@@ -16,8 +16,10 @@ Two covariances (``covariance=``):
 * ``"full"``: ``Sigma = (b^2 / a) J_s``, ``J_s = (J + J^T) / 2``. An exact denoiser has a symmetric
   Jacobian (it is a Hessian), a network's is not, and conjugate gradients on the non-symmetric
   ``A J A^T`` diverge (measured: from 2 iterations on, 6-9 dB on real images). The symmetric part
-  keeps the system symmetric, and CG stops a sample at negative curvature (``p^T M p <= 0``), so the
-  solver is valid for the system it solves. ``J v`` by the double-backward trick (``g(u) = J^T u``
+  keeps the system symmetric, CG stops a sample at negative curvature (``p^T M p <= 0``), so the
+  solver is valid for the system it solves, and the update is the Gaussian conditioning
+  ``x0_c = x0_hat + Sigma A^T w`` with the same ``Sigma`` (``= (b^2 / a) J^T A^T w``, the score form,
+  when ``J`` is symmetric). ``J v`` by the double-backward trick (``g(u) = J^T u``
   built once per step with a graph, ``J v = d (g(u) . v) / d u``), ``J^T v`` by a plain backward.
   Exact for Gaussian priors (``J`` symmetric).
 * ``"row_sum"``: TMPD's diagonal covariance (Boys et al. 2023, "Tweedie moment projected
@@ -86,14 +88,14 @@ class MomentMatching(GuidedMethod):
             u = torch.zeros_like(s.x0, requires_grad=True)
             (g,) = torch.autograd.grad(s.x0, s.x, grad_outputs=u, create_graph=True)   # g(u) = J^T u
 
-            def cov_matvec(w):      # (A Sigma A^T + sigma^2) w = c A (J + J^T)/2 A^T w + sigma^2 w
-                z = op.adjoint(w)
+            def sym_jac(z):         # J_s z = (J z + J^T z) / 2
                 (jv,) = torch.autograd.grad(g, u, grad_outputs=z, retain_graph=True)
-                jtv = vjp(s.x0, s.x, z, retain=True)
-                p.prior.evaluations.add_backward(w.shape[0])     # the Jacobian-vector product
-                return c * op(0.5 * (jv.detach() + jtv)) + sigma ** 2 * w
+                p.prior.evaluations.add_backward(z.shape[0])     # the Jacobian-vector product
+                return 0.5 * (jv.detach() + vjp(s.x0, s.x, z, retain=True))
 
-            w = conjugate_gradient(cov_matvec, r, iters=self.cg_iters, tol=self.cg_tol)
+            w = conjugate_gradient(lambda w: c * op(sym_jac(op.adjoint(w))) + sigma ** 2 * w, r,
+                                   iters=self.cg_iters, tol=self.cg_tol)
+            return s.x0 + c * sym_jac(op.adjoint(w))            # x0_hat + Sigma_s A^T w
         s_y = vjp(s.x0, s.x, op.adjoint(w))
         return s.x0 + c * s_y
 
