@@ -42,7 +42,8 @@ from lit_ip.operators.resize import AveragePoolSR
 from lit_ip.priors.pretrained import PretrainedPrior
 
 ROOT = Path(__file__).resolve().parent
-CACHE, REPORT, CONFIGS = ROOT / "sweep_methods.json", ROOT / "sweep_methods.md", ROOT.parent / "configs" / "method"
+CACHE, BAR_CACHE = ROOT / "sweep_methods.json", ROOT / "sweep_methods_bar.json"
+REPORT, CONFIGS = ROOT / "sweep_methods.md", ROOT.parent / "configs" / "method"
 #: training crops: of each photograph, the crop whose pixel std is that photograph's median
 #: (astronaut, motorcycle_left, motorcycle_right, immunohistochemistry; rocket's is flat sky)
 INDICES = [87, 502, 990, 1090]
@@ -77,7 +78,8 @@ METHODS = {
     "dpsw": ("lit_ip.methods.dpsw.DPSw", dict(num_steps=25), grid(w_scale=[1.0, 3.0])),
     "reddiff": ("lit_ip.methods.reddiff.REDDiff", dict(num_steps=50),
                 [dict(weighting="paper", lam=0.25), dict(weighting="paper", lam=25.0),
-                 dict(weighting="code", lam=0.25), dict(weighting="code", lam=1.0)]),
+                 dict(weighting="code", lam=0.25), dict(weighting="code", lam=1.0),
+                 dict(weighting="paper", lam=25.0, init="mean"), dict(weighting="code", lam=0.25, init="mean")]),
     "daps": ("lit_ip.methods.daps.DAPS", dict(num_steps=25, ode_steps=3, langevin_steps=50),
              grid(lr=[2.5e-5, 1e-4], tau=[0.01, 0.05])),
     "tds": ("lit_ip.methods.smc.TDS", dict(num_steps=25, num_particles=4), grid(twist=["pigdm", "tweedie"])),
@@ -131,8 +133,19 @@ def key(prior_name, name, setting, samples=1) -> str:
     return f"{prior_name}|{name}|{json.dumps(setting, sort_keys=True)}|{samples}"
 
 
-def load() -> dict:
-    return json.loads(CACHE.read_text()) if CACHE.exists() else {}
+def load(*paths) -> dict:
+    out = {}
+    for path in paths or (CACHE, BAR_CACHE):
+        if path.exists():
+            out.update(json.loads(path.read_text()))
+    return out
+
+
+def save(path, key_, row) -> None:
+    """Add one entry to ``path`` (re-read first: a sweep and a bar run may write at the same time)."""
+    results = load(path)
+    results[key_] = row
+    path.write_text(json.dumps(results, indent=1, sort_keys=True))
 
 
 def trivial_psnr(prior_name="natural_ddpm") -> dict:
@@ -173,7 +186,7 @@ def run(args):
                 continue
             t0 = time.time()
             results[k] = evaluate(prior, x, probs, name, setting, samples)
-            CACHE.write_text(json.dumps(results, indent=1, sort_keys=True))
+            save(BAR_CACHE if args.bar else CACHE, k, results[k])
             cells = " ".join(f"{t}={v.get('psnr_mean' if samples > 1 else 'psnr', float('nan')):.2f}"
                              for t, v in results[k].items())
             print(f"{args.prior} {name} {setting} x{samples}: {cells} ({time.time() - t0:.0f} s)", flush=True)
@@ -234,7 +247,7 @@ def write():
         args = ", ".join(f"{k}: {json.dumps(v)}" for k, v in {**fixed, **setting}.items())
         (CONFIGS / f"{name}.yaml").write_text(
             f"# {name}: shipped settings, chosen by benchmarks/sweep_methods.py on training crops\n"
-            f"# (results: benchmarks/sweep_methods.md). Compose with a predict config:\n"
+            f"# (results: benchmarks/sweep_methods.md). Use with a predict config (replaces its methods):\n"
             f"#   lit-ip predict --config configs/predict/demo.yaml --config configs/method/{name}.yaml\n"
             "model:\n  init_args:\n    methods:\n"
             f"      {name}: {{class_path: {cp}, init_args: {{{args}}}}}\n")
