@@ -122,6 +122,9 @@ def evaluate(prior, x, probs, name, setting, samples=1) -> dict:
         except ValueError as e:         # the method refuses the operator (its message names both)
             row[task] = {"refused": str(e).split(";")[0][:120]}
             continue
+        except FloatingPointError as e:  # the method diverged and said so
+            row[task] = {"refused": "diverged: " + str(e)[:100]}
+            continue
         single = psnr_ssim(xs[:, 0], x)[0]
         mean = psnr_ssim(xs.mean(1), x)[0]
         row[task] = {"psnr": float(single.mean()), "psnr_mean": float(mean.mean()),
@@ -160,7 +163,8 @@ def choose(results: dict, trivial: dict, prior_name: str, name: str):
         row = results.get(key(prior_name, name, setting))
         if row is None:
             continue
-        scored = {t: v["psnr"] for t, v in row.items() if "psnr" in v}
+        scored = {t: (v["psnr"] if v["psnr"] == v["psnr"] else 0.0)   # NaN (diverged) scores 0 dB
+                  for t, v in row.items() if "psnr" in v}
         if not scored:
             continue
         score = (sum(scored[t] > trivial[t] for t in scored), sum(scored.values()) / len(scored))
@@ -194,7 +198,7 @@ def run(args):
 
 def fmt(v, field="psnr") -> str:
     if "refused" in v:
-        return "refused"
+        return "diverged" if v["refused"].startswith("diverged") else "refused"
     return f"{v[field]:.2f}"
 
 
