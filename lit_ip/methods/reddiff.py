@@ -33,8 +33,7 @@ posterior samples (spread, calibration) are required.
 
 Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
 settings of configs/method/reddiff.yaml: weighting='paper' with lam = 25, init='mean', 50 Adam
-steps; PSNR dB of the output). The paper's lam = 0.25 in its own units leaves the prior ~1/100 of
-the data term at sigma_y = 0.025: it returns y on denoising (20.3 = y) and the pseudo-inverse
+steps; PSNR dB of the output). The paper's lam = 0.25 in its own units weighs the prior 1/400 as much as the authors' code does at sigma_y = 0.025: it returns y on denoising (20.3 = y) and the pseudo-inverse
 initialisation on deblurring (5.3: the blur's near-null space has no data gradient, so the
 checkerboard of A^+ y stays), and the code's weighting at lam = 0.25 is not better (21.3 / 5.3). lam
 = 25 with init='mean' beats the trivial estimate on denoise (24.0 vs 20.3), inpainting (20.4 / 25.4
