@@ -227,11 +227,11 @@ def write():
               "PSNR +- standard error over the 4 crops (unpaired: it includes the spread between crops, "
               "which a paired comparison with the trivial estimate would remove). `<`: does not beat the "
               "trivial estimate; `~`: beats it by less than the standard error. natural_rf: one sample "
-              "(posterior mean not run, for time).", "",
+              "(posterior mean not run, for time); TDS: posterior mean of 2 samples (4 particles each).", "",
               "| prior | method | samples | " + " | ".join(tasks) + " |", "|---|---|---|" + "---|" * len(tasks)]
     for prior_name in ("natural_ddpm", "natural_rf"):
         for name in METHODS:
-            for samples in (4, 1):
+            for samples in (4, 2, 1):
                 row = results.get(key(prior_name, name, chosen[name], samples)) if chosen[name] else None
                 if row is None or (samples == 1 and prior_name == "natural_ddpm" and name not in OPTIMISERS):
                     continue
