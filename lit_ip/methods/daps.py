@@ -29,6 +29,14 @@ The last level returns ``x0``. The paper stops annealing at ``sigma_min = 0.1`` 
 (0.05 here, the default ``KarrasSigma(sigma_min=0.05)``): the Langevin step must stay below ``~ r_t^2`` at the last level to be stable. Levels with
 ``a = 0`` (a flow at ``t = 1``) have ``r_t = inf``: the prior term vanishes and the chain would have
 nothing to hold it, so ``x0 = x0_hat`` there. Runs on VP/DDPM and rectified-flow priors through ``(a, b)``.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/daps.yaml: the paper's tau = 0.01 and lr = 2.5e-5 (1e-4 in its units), 25
+levels, 3 ODE steps, 50 Langevin steps; posterior mean of 4 samples, PSNR dB): beats the trivial
+estimate on every task: denoise 23.0 vs 20.3, sr_4x 23.4 vs 22.2, inpainting 25.0 / 28.5 vs 7.1 /
+12.8, deblur 27.7 vs 25.1, colorization 25.2 vs 24.4 for the luminance image (the only method of the
+registry that does). The previous default width (the noise sigma, tau = 0.05 here) gives 14.9 on
+sr_4x single-sample: it ignored y.
 """
 from __future__ import annotations
 
