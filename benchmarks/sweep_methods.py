@@ -87,6 +87,13 @@ METHODS = {
                [dict(lr=2e-2, select="es-wmv"), dict(lr=2e-2, select="last")]),
 }
 OPTIMISERS = {"reddiff", "dmplug"}      # single output, no posterior mean
+#: choices made against the rule, with why (shown in the report)
+OVERRIDES = {
+    "moment_matching": (dict(covariance="row_sum", cg_iters=5),
+                        "TMPD's row-sum covariance instead of full/cg_iters=1: the same tasks beaten, "
+                        "0.8 dB lower mean, 8x cheaper, and a solve that is valid for its system "
+                        "(full with cg_iters=1 is one CG step on an indefinite system)"),
+}
 
 
 def build(name: str, setting: dict):
@@ -157,7 +164,10 @@ def trivial_psnr(prior_name="natural_ddpm") -> dict:
 
 
 def choose(results: dict, trivial: dict, prior_name: str, name: str):
-    """The grid point beating the trivial estimate on the most tasks, then the highest mean PSNR."""
+    """The grid point beating the trivial estimate on the most tasks, then the highest mean PSNR
+    (or the documented override)."""
+    if name in OVERRIDES:
+        return OVERRIDES[name][0]
     best = None
     for setting in METHODS[name][2]:
         row = results.get(key(prior_name, name, setting))
@@ -223,6 +233,7 @@ def write():
             mark = "**" if setting == chosen[name] else ""
             lines.append(f"| {mark}{name}{mark} | {mark}{json.dumps(setting)}{mark} | "
                          + " | ".join(fmt(row[t]) for t in tasks) + f" | {sum(vals) / max(len(vals), 1):.2f} |")
+    lines += ["", "Overrides of the rule:", ""] + [f"- {n}: {why}" for n, (_, why) in OVERRIDES.items()]
     lines += ["", "## The bar: shipped settings, posterior mean (optimisers: the output) vs the trivial estimate", "",
               "PSNR +- standard error over the 4 crops (unpaired: it includes the spread between crops, "
               "which a paired comparison with the trivial estimate would remove). `<`: does not beat the "
