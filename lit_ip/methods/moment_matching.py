@@ -27,6 +27,15 @@ Two covariances (``covariance=``):
   column sums ``J^T 1`` (one backward; equal to the row sums for a symmetric ``J``), clamped at 0,
   and ``(A diag(v) A^T + sigma_y^2 I) w = r`` by CG (symmetric positive definite; one iteration for
   masks and the identity). Exact for Gaussian priors with a diagonal covariance.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/moment_matching.yaml: covariance='row_sum', cg_iters=5, 25 steps;
+posterior mean of 4 samples, PSNR dB): beats the trivial estimate on denoise (28.2 vs 20.3), sr_4x
+(23.8 vs 22.2), inpainting (22.3 / 27.4 vs 7.1 / 12.8) and deblur (28.5 vs 25.1); not colorization
+(20.1 vs 24.4 for the luminance image, cause not established). covariance='full' on the network
+prior, one sample: cg_iters=5 gives 14.4 / 21.9 / 8.3 / 14.1 / 24.4 / 8.6 even symmetrised (the
+symmetric part of a network Jacobian is indefinite), cg_iters=1 29.2 / 22.9 / 26.9 / 28.6 / 25.4 /
+13.2 at 8x the cost of row_sum; 'full' is for analytic priors, where it is exact.
 """
 from __future__ import annotations
 
