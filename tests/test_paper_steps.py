@@ -90,6 +90,24 @@ def _rng(seed):
     return SampleRNG.for_indices(range(B), seed, dtype=F64)
 
 
+def one_estimate(method, prior, op, seed):
+    """``method.estimate`` at one step (t = 500 -> 400) from a state near the prior, with its inputs."""
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    p.state.update(method.prepare(p) or {})
+    x = prior.sample(B, _rng(seed)) * 0.6 + 0.3 * randn(B, *SHAPE)
+    s = state(prior, x, torch.tensor(500.0, dtype=F64), torch.tensor(400.0, dtype=F64))
+    with torch.enable_grad():
+        return method.estimate(s, p), x, y, float(s.a), float(s.b)
+
+
+def gaussian_posterior_mean(prior, x, a, b, AtA, Aty):
+    """E[x0 | x_t, y] for a Gaussian prior, x_t = a x0 + b n and data with A^T A / sigma^2, A^T y / sigma^2."""
+    C, m = prior.covs[0], prior.means[0]
+    P = torch.linalg.inv(C) + a ** 2 / b ** 2 * torch.eye(D, dtype=F64) + AtA
+    h = torch.linalg.solve(C, m) + a / b ** 2 * x.flatten(1) + Aty
+    return torch.linalg.solve(P, h.T).T
+
+
 def to_paper(x, a=1.0):
     """[0, 1] units -> [-1, 1] units of an image (a = 1) or a state with signal coefficient a."""
     return 2 * x - a
@@ -288,35 +306,19 @@ def test_reddiff_loss_gradient_is_the_papers(weighting):
 def test_moment_matching_estimate_is_the_exact_posterior_mean_on_a_gaussian(covariance):
     """x0_c = E[x0 | x_t, y] for a Gaussian prior (full: any covariance; TMPD's row sum: diagonal)."""
     prior, op = gaussian_prior(diagonal=covariance == "row_sum"), dense()
-    method = MomentMatching(10, cg_iters=50, covariance=covariance)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    t = torch.tensor(500.0, dtype=F64)
-    x = prior.sample(B, _rng(16)) * 0.6 + 0.3 * randn(B, *SHAPE)
-    s = state(prior, x, t, torch.tensor(400.0, dtype=F64))
-    with torch.enable_grad():
-        x0_c = method.estimate(s, p)
-    a, b = float(s.a), float(s.b)
-    A, C, m = matrix(op), prior.covs[0], prior.means[0]
-    P = torch.linalg.inv(C) + a ** 2 / b ** 2 * torch.eye(D, dtype=F64) + A.T @ A / SIGMA ** 2
-    h = torch.linalg.solve(C, m) + a / b ** 2 * x.flatten(1) + y.flatten(1) @ A / SIGMA ** 2
-    torch.testing.assert_close(x0_c.flatten(1), torch.linalg.solve(P, h.T).T)
+    x0_c, x, y, a, b = one_estimate(MomentMatching(10, cg_iters=50, covariance=covariance), prior, op, 16)
+    A = matrix(op)
+    ref = gaussian_posterior_mean(prior, x, a, b, A.T @ A / SIGMA ** 2, y.flatten(1) @ A / SIGMA ** 2)
+    torch.testing.assert_close(x0_c.flatten(1), ref)
 
 
 # --- DPS-w (Bellchambers 2025, Eqs. 11-14) -------------------------------------------------------------
 def test_dpsw_weight_is_eq_14_on_a_gaussian_denoising_task():
     prior, op = gaussian_prior(), Identity(SHAPE)
-    method = DPSw(10)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    p.state.update(method.prepare(p))
+    x0_c, x, y, a, b = one_estimate(DPSw(10), prior, op, 17)
+    eye = torch.eye(D, dtype=F64)
+    ref = gaussian_posterior_mean(prior, x, a, b, eye / SIGMA ** 2, y.flatten(1) / SIGMA ** 2)
     t = torch.tensor(500.0, dtype=F64)
-    x = prior.sample(B, _rng(17)) * 0.6 + 0.3 * randn(B, *SHAPE)
-    s = state(prior, x, t, torch.tensor(400.0, dtype=F64))
-    with torch.enable_grad():
-        x0_c = method.estimate(s, p)
-    a, b = float(s.a), float(s.b)
-    C, m = prior.covs[0], prior.means[0]
-    P = torch.linalg.inv(C) + (a ** 2 / b ** 2 + 1 / SIGMA ** 2) * torch.eye(D, dtype=F64)
-    ref = torch.linalg.solve(P, (torch.linalg.solve(C, m) + a / b ** 2 * x.flatten(1) + y.flatten(1) / SIGMA ** 2).T).T
     xr = x.detach().requires_grad_(True)
     x0 = prior.denoise(xr, t)
     (g,) = torch.autograd.grad(((y - x0) ** 2).sum(), xr)
