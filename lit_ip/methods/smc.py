@@ -79,7 +79,9 @@ class TDS(Method):
         twist: ``"pigdm"`` (default) or ``"tweedie"`` (the paper's ``p(y | x0 = x0_hat(x_t))``). The
             paper's twist is too sharp early on: on Gaussian-mixture problems with a random dense
             operator it diverged (202 of 1000 samples more than 50 from the posterior mean, 4
-            particles), where the PiGDM twist gives the right answer; so the default departs
+            particles), where the PiGDM twist gives the right answer, and on real images (natural_ddpm,
+            25 steps, 4 particles, training crops) it gives 17.2 / 10.1 / 7.9 / 7.9 / 6.7 / 7.2 dB on
+            the demo's six tasks against 28.3 / 21.2 / 24.4 / 29.0 / 27.3 / 11.4; so the default departs
             from the paper (the target, hence consistency, is the same). ``"pigdm"`` is wider:
             a better proposal on its own (``K = 1``); both are consistent as ``K`` grows.
     """
