@@ -41,8 +41,11 @@ def mixture_prior(path="vp") -> GaussianMixturePrior:
 
 
 def dense_operator() -> DenseMatrixOperator:
+    """A dense random operator with orthogonal rows (``A A^T = I / 2``: DPS-w's reference task needs
+    equal singular values and refuses other operators)."""
     g = torch.Generator().manual_seed(1)
-    return DenseMatrixOperator(torch.randn(M, D, generator=g, dtype=F64) / math.sqrt(D), SHAPE)
+    q, _ = torch.linalg.qr(torch.randn(D, M, generator=g, dtype=F64))
+    return DenseMatrixOperator(q.T / math.sqrt(2), SHAPE)
 
 
 def measurements(op, indices, dtype=F64) -> torch.Tensor:

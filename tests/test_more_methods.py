@@ -73,9 +73,10 @@ SAMPLER_BOUNDS = {
     # DAPS's Gaussian p(x0 | x_t) with r_t = sigma_t over-disperses.
     # lr 2e-3, 50 Langevin steps per level: measured 0.562 / 0.833 / 0.173 (N = 1000).
     "DAPS": dict(mean=0.75, cov=1.1, sw=0.23),
-    # DPS-w transfers a step size fitted on a reference denoising task: heuristic.
-    # measured 0.932 / 1.142 / 0.290.
-    "DPSw": dict(mean=1.2, cov=1.5, sw=0.38),
+    # DPS-w transfers a step size fitted on a reference denoising task: heuristic. Its reference
+    # task needs a mask or A A^T = c I: it runs on the inpainting problem (8 of 16 pixels).
+    # measured 0.363 / 0.920 / 0.144.
+    "DPSw": dict(mean=0.5, cov=1.2, sw=0.19),
 }
 # Point estimates (N_POINT draws): distance to the posterior mean (~1 for posterior draws),
 # spread across seeds (~1 for samplers), RMS residual (sigma_y = 0.1 for the truth).
@@ -116,11 +117,9 @@ def test_point_estimates_are_near_the_posterior_mean_and_fit_the_data(name):
 
 def test_bounds_fail_for_wrong_methods():
     pr = problem()
-    for n in {C.num_draws(name) for name in SAMPLER_BOUNDS}:
-        wrong = sampler_errors("Unconditional", n=n)
-        for name, bounds in SAMPLER_BOUNDS.items():
-            if C.num_draws(name) == n:
-                assert not within(wrong, bounds), f"Unconditional passes the bound of {name}: {wrong}"
+    for name, bounds in SAMPLER_BOUNDS.items():     # Unconditional on the method's own problem
+        wrong = C.errors("Unconditional", "gaussian", "vp", C.num_draws(name), operator=C.operator_kind(name))
+        assert not within(wrong, bounds), f"Unconditional passes the bound of {name}: {wrong}"
     wrong_points = [point_errors("Unconditional"), E.all_errors(draws(ExactDraws(pr.posterior), pr, N_POINT), pr)]
     for name, bounds in POINT_BOUNDS.items():
         for w in wrong_points:
@@ -157,7 +156,8 @@ def test_dpsw_exact_is_the_sampler_run_on_the_exact_posterior(operator):
     ref = draws(Unconditional(50), post_prior, 16)
     # they differ by rounding only (measured 2e-6 for the identity, 6e-8 for the dense operator)
     assert float((x - ref).abs().max()) < 1e-5
-    assert float((draws(DPSw(50), pr, 16) - ref).abs().max()) > 2e-2    # the dps-w rule is not exact
+    if operator == "identity":          # the dps-w rule (it refuses the dense operator) is not exact
+        assert float((draws(DPSw(50), pr, 16) - ref).abs().max()) > 2e-2
 
 
 # --- mixture posteriors: mode weights ---------------------------------------------------------------
@@ -193,10 +193,11 @@ def test_smc_approaches_the_posterior_as_particles_grow():
 def test_approximate_samplers_keep_every_mode(name):
     """DiffPIR, DAPS and DPS-w do not reproduce the posterior weights but do not collapse onto one
     mode either; a point estimate does."""
-    pr = problem("mixture")
+    pr = problem("mixture", operator=C.operator_kind(name))
+    live = pr.posterior.weights > 0.05                 # DPS-w's inpainting problem has one dead mode
     w = E.mode_fractions(run(name, "mixture"), pr.posterior)
-    assert float(w.min()) > 0.15, (name, w)            # measured 0.29 / 0.30 / 0.30
-    assert float(E.mode_fractions(draws(PosteriorMean(pr.posterior), pr, 8), pr.posterior).min()) == 0
+    assert float(w[live].min()) > 0.15, (name, w)      # measured 0.29 / 0.30 / 0.36 (DPS-w: 2 live modes)
+    assert float(E.mode_fractions(draws(PosteriorMean(pr.posterior), pr, 8), pr.posterior)[live].min()) == 0
 
 
 # --- rectified flow ------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_approximate_samplers_keep_every_mode(name):
 RF_BOUNDS = {
     "DiffPIR": dict(mean=0.76, cov=1.25, sw=0.26),          # measured 0.582 / 0.943 / 0.194
     "DPSw-exact": dict(mean=0.3, cov=1.2, sw=0.19),         # 0.176 / 0.894 / 0.137
-    "DPSw": dict(mean=1.2, cov=1.45, sw=0.37),              # 0.907 / 1.090 / 0.285
+    "DPSw": dict(mean=0.55, cov=1.1, sw=0.2),               # inpainting: 0.391 / 0.828 / 0.147
     "DAPS": dict(mean=1.3, cov=1.6, sw=0.34),               # 0.985 / 1.204 / 0.258
     "TDS": dict(mean=0.3, cov=1.15, sw=0.18),               # 0.228 / 0.867 / 0.136
     "REDDiff": dict(dist=0.95, spread=0.25, res=SIGMA),     # dist 0.73, spread 0.11, res 0.0003
@@ -220,7 +221,8 @@ def test_methods_run_on_rectified_flow_priors(name):
     else:
         err = sampler_errors(name, "rf", n=400)
     assert within(err, RF_BOUNDS[name]), (name, err)
-    wrong = point_errors("Unconditional", "rf") if name in POINT_BOUNDS else sampler_errors("Unconditional", "rf", n=400)
+    wrong = C.errors("Unconditional", "gaussian", "rf", N_POINT if name in POINT_BOUNDS else 400,
+                     operator=C.operator_kind(name))
     assert not within(wrong, RF_BOUNDS[name]), (name, wrong)
 
 

@@ -5,7 +5,9 @@ tests (``tests/test_exact_posterior.py``, ``tests/test_more_methods.py``) and th
 The rows are :data:`lit_ip.methods.registry.METHODS`: a newly registered method gets a row with
 its quick-case settings and ``num_steps = 100`` (:data:`DEFAULT`); an entry of :data:`SETTINGS`
 (by registry name) gives its settings for these problems, per path where they differ
-(``{"vp": {...}, "rf": {...}}`` overriding the shared ones).
+(``{"vp": {...}, "rf": {...}}`` overriding the shared ones); ``"n"`` sets its number of draws and
+``"operator"`` the operator kind its rows use instead of ``"dense"`` (DPS-w's reference task
+needs a mask or ``A A^T = c I``).
 
 Choices carried from the measurements in the tables: DPS's zeta = 0.005 is the paper's per-pixel
 step (zeta' = 1 in [-1, 1] units on 256x256x3 images) carried over to 16 pixels; the flow path
@@ -33,11 +35,12 @@ SETTINGS: dict[str, dict] = {
     "DDRM": dict(num_steps=20, eta=0.85, eta_b=1.0),
     "DDNM": dict(num_steps=100, eta=1.0),
     "DDNMPlus": dict(num_steps=100, eta=1.0),
-    "DiffPIR": dict(num_steps=100, lam=1.0, zeta=0.3),
-    "DPSw": dict(num_steps=100),
+    "DiffPIR": dict(num_steps=100, lam=4.0, zeta=0.3),     # paper units: rho = lam sigma^2 a^2 / (4 b^2)
+    "DPSw": dict(num_steps=100, operator="inpainting"),
     "DPSw-exact": dict(num_steps=100, mode="exact"),
-    "REDDiff": dict(num_steps=300, lr=0.02, n=400),
-    "DAPS": dict(num_steps=50, ode_steps=1, langevin_steps=50, lr=2e-3, lr_min_ratio=0.02, n=1000),
+    "REDDiff": dict(num_steps=300, lr=0.02, lam=0.0625, n=400),   # paper weighting: 4 lam (b / a)
+    "DAPS": dict(num_steps=50, ode_steps=1, langevin_steps=50, lr=2e-3, lr_min_ratio=0.02, tau=None,
+                 n=1000),                                   # tau=None: the exact likelihood
     "TDS": dict(num_steps=100, num_particles=4, twist="pigdm", n=1000),
     "DMPlug": dict(num_steps=3, iterations=300, lr=2e-2, select="es-wmv", n=400),
 }
@@ -54,7 +57,7 @@ def settings(name: str, path: str) -> dict:
     spec = SETTINGS.get(name)
     if spec is None:
         return {**METHODS[name].small, **DEFAULT}
-    shared = {k: v for k, v in spec.items() if k not in ("vp", "rf", "n")}
+    shared = {k: v for k, v in spec.items() if k not in ("vp", "rf", "n", "operator")}
     return {**METHODS[name].small, **shared, **spec.get(path, {})}
 
 
@@ -64,6 +67,11 @@ def method(name: str, path: str) -> Method:
 
 def num_draws(name: str) -> int:
     return int(SETTINGS.get(name, {}).get("n", N_SAMPLES))
+
+
+def operator_kind(name: str) -> str:
+    """The operator kind of method ``name``'s rows (``"dense"`` unless its setting says otherwise)."""
+    return SETTINGS.get(name, {}).get("operator", "dense")
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,17 +90,19 @@ def _draws(name, kind, path, n, seed, operator):
 
 
 def run(name: str, kind: str = "gaussian", path: str = "vp", n: Optional[int] = None, seed: int = 1,
-        operator: str = "dense"):
-    """Draws of registered method ``name`` (its :func:`settings`) on :func:`problem` ``kind``
-    (cached per session: tests bounding the same run share it)."""
-    return _draws(name, kind, path, n or num_draws(name), seed, operator)
+        operator: Optional[str] = None):
+    """Draws of registered method ``name`` (its :func:`settings`) on :func:`problem` ``kind`` with
+    ``operator`` (default: :func:`operator_kind`), cached per session: tests bounding the same run
+    share it."""
+    return _draws(name, kind, path, n or num_draws(name), seed, operator or operator_kind(name))
 
 
 def errors(name: str, kind: str = "gaussian", path: str = "vp", n: Optional[int] = None, seed: int = 1,
-           operator: str = "dense") -> dict:
+           operator: Optional[str] = None) -> dict:
     """:func:`lit_ip.evaluation.exact.all_errors` of :func:`run`."""
+    operator = operator or operator_kind(name)
     return E.all_errors(run(name, kind, path, n, seed, operator), problem(kind, path, operator))
 
 
-__all__ = ["DEFAULT", "SETTINGS", "N_SAMPLES", "POINT_ESTIMATES", "settings", "method", "num_draws", "problem",
+__all__ = ["DEFAULT", "SETTINGS", "N_SAMPLES", "POINT_ESTIMATES", "settings", "method", "num_draws", "operator_kind", "problem",
            "run", "errors"]

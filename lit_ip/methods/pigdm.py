@@ -8,13 +8,32 @@ N(H x0_hat, r_t^2 H H^T + sigma_y^2 I)`` (Eq. 6) and the guidance is the vector-
     noiseless (Eq. 9):  g =       [(h_dag(y) - h_dag(h(x0_hat)))^T                d x0_hat/d x_t]^T
 
 (``g = r_t^2 * grad log p(y | x_t)``; in the noiseless form r_t^2 cancels, Eq. 11), added after
-the unconditional DDIM step with the signal weight of Algorithm 1:
+the unconditional DDIM step (Eq. 10). The paper writes Eq. 10 for the VE state ``u = x_t / a``:
+``u_s = f(u_t) + r_t^2 grad_u log p(y | u_t)``. With ``grad_u = a_t grad_{x_t}`` and ``x_s = a_s u_s``
+it reads, for our state (VP: ``a = sqrt(alpha_bar)``; the authors' code has the same weight),
 
-    x_next = DDIM(x_t, x0_hat) + a_t * g.
+    x_s = DDIM(x_t, x0_hat) + a_s a_t g        (``form="eq10"``).
+
+That shift does not shrink with the step: it is a per-step heuristic tuned for the paper's
+100-step VP/VE samplers, not a discretisation of an ODE. On a flow path the step-length-aware form
+is the posterior-score substitution (the same Gaussian likelihood inside the ODE, as the OT-ODE of
+Pokle et al. 2023, "Training-free linear image inverses via flows", arXiv:2310.04432, does with it):
+
+    x0_c = x0_hat + (b^2 / a) grad log p(y | x_t),   x_s = DDIM(x_t, x0_c)      (``form="score"``),
+
+whose shift ``(a_s - b_s a / b) (b^2 / a) grad log p`` vanishes with the step length. ``form="auto"``
+(the default) is ``"eq10"`` on diffusion paths (VP, VE) and ``"score"`` on flow paths.
 
 ``r_t^2 = data_var * sigma^2 / (data_var + sigma^2)`` with ``sigma = b / a`` (App. A.3: the
 posterior variance of a Gaussian with the data's variance; ``1 - alpha_bar_t`` for VP in
 native units, and the OT-ODE choice of Pokle et al. 2023 on rectified flow).
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/pigdm.yaml, 25 steps, posterior mean of 4 samples, PSNR dB): beats the
+trivial estimate on denoise (29.4 vs 20.3), sr_4x (24.3 vs 22.2), inpainting (25.2 / 29.4 vs 7.1 /
+12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image; cause not
+established, every registry method but DiffPIR loses there). natural_rf, one sample (score form):
+sr_4x 20.3 vs 22.2 and colorization 15.1 lose.
 """
 from __future__ import annotations
 
@@ -44,16 +63,28 @@ class PiGDM(GuidedMethod):
         num_steps: network evaluations (paper: 100).
         eta: DDIM stochasticity (paper: 0 to 1).
         cg_iters, cg_tol: conjugate-gradient budget for operators without an SVD.
+        form: ``"eq10"`` (the paper's additive step, weight ``a_s a_t``), ``"score"`` (posterior-score
+            substitution, step-length aware) or ``"auto"`` (eq10 on VP/VE paths, score on flows).
     """
+
+    FORMS = ("auto", "eq10", "score")
 
     requires = ("h_dagger",)
     needs_grad = True
     gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, eta: float = 1.0, cg_iters: int = 50, cg_tol: float = 1e-10,
-                 schedule: Optional[Schedule] = None):
+                 form: str = "auto", schedule: Optional[Schedule] = None):
         super().__init__(num_steps, eta, schedule)
-        self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
+        if form not in self.FORMS:
+            raise ValueError(f"PiGDM form must be one of {self.FORMS}, got {form!r}")
+        self.cg_iters, self.cg_tol, self.form = int(cg_iters), float(cg_tol), form
+
+    def resolved_form(self, prior) -> str:
+        """``form`` with ``"auto"`` resolved: Eq. 10 on diffusion paths, the score form on flows."""
+        if self.form != "auto":
+            return self.form
+        return "score" if prior.path.kind == "rf" else "eq10"
 
     def check_inputs(self, prior, operator, y, noise):
         super().check_inputs(prior, operator, y, noise)
@@ -62,12 +93,26 @@ class PiGDM(GuidedMethod):
                              f"but {operator.describe()} is not; only noiseless data can use h_dagger")
 
     def prepare(self, p):
-        return dict(hy=p.operator.h_dagger(p.y)) if p.sigma == 0 else None
+        state = dict(form=self.resolved_form(p.prior))
+        if p.sigma == 0:
+            state["hy"] = p.operator.h_dagger(p.y)
+        return state
 
     def r2(self, s, prior) -> float:
         return tweedie_variance(prior.data_var, s.a, s.b)
 
+    def estimate(self, s, p):
+        if p.state["form"] != "score" or not self.informative(p.prior, s.t):
+            return s.x0
+        return s.x0.detach() + s.b ** 2 / s.a * self.scaled_score(s, p) / self.r2(s, p.prior)
+
     def guidance(self, s, p):
+        if p.state["form"] != "eq10":
+            return None
+        return s.a_next * s.a * self.scaled_score(s, p)
+
+    def scaled_score(self, s, p):
+        """``g = r_t^2 grad_{x_t} log p(y | x_t)`` (Eqs. 7, 9)."""
         op, x0 = p.operator, s.x0.detach()
         if p.sigma == 0:
             g = vjp(s.x0, s.x, p.state["hy"] - op.h_dagger(op(x0)))
@@ -75,4 +120,11 @@ class PiGDM(GuidedMethod):
             r2 = self.r2(s, p.prior)
             w = op.gram_solve(p.y - op(x0), r2, p.sigma ** 2, self.cg_iters, self.cg_tol)
             g = r2 * vjp(s.x0, s.x, op.adjoint(w))
-        return s.a * g
+        return g
+
+    def expected_nfe(self, prior):
+        n = super().expected_nfe(prior)
+        if self.resolved_form(prior) == "score":     # no Jacobian at steps where a = 0
+            n["nfe_backward"] = sum(1 for t, t_next in self.pairs(prior)
+                                    if (t_next is None or float(t_next) < float(t)) and self.informative(prior, t))
+        return n

@@ -24,6 +24,12 @@ reduces the variance of the weights. The output is one particle per measurement 
 final weights, so it is a (weighted-particle) posterior sample. Runs on VP/DDPM and
 rectified-flow priors through ``(a, b)``; steps with ``a = 0`` carry no information about ``x0``
 and are taken untwisted.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/tds.yaml: 25 steps, 4 particles, twist='pigdm'; posterior mean of 2
+samples, PSNR dB): beats the trivial estimate on denoise (28.9 vs 20.3), inpainting (24.9 / 29.2 vs
+7.1 / 12.8), deblur (28.0 vs 25.1) and, by less than the standard error, sr_4x (22.6 vs 22.2); not
+colorization (15.0 vs 24.4 for the luminance image, cause not established).
 """
 from __future__ import annotations
 
@@ -70,8 +76,14 @@ class TDS(Method):
         num_particles: particles per measurement ``K`` (exact as ``K -> inf``; ``K = 1`` is plain
             twisted guidance without correction).
         ess_threshold: resample when ESS < ``ess_threshold * K`` (1 = every step).
-        twist: ``"tweedie"`` (the paper's ``p(y | x0 = x0_hat(x_t))``, default) or ``"pigdm"`` (wider:
-            a better proposal on its own, ``K = 1``; both are consistent as ``K`` grows).
+        twist: ``"pigdm"`` (default) or ``"tweedie"`` (the paper's ``p(y | x0 = x0_hat(x_t))``). The
+            paper's twist is too sharp early on: on Gaussian-mixture problems with a random dense
+            operator it diverged (202 of 1000 samples more than 50 from the posterior mean, 4
+            particles), where the PiGDM twist gives the right answer, and on real images (natural_ddpm,
+            25 steps, 4 particles, training crops) it gives 17.2 / 10.1 / 7.9 / 7.9 / 6.7 / 7.2 dB on
+            the demo's six tasks against 28.3 / 21.2 / 24.4 / 29.0 / 27.3 / 11.4; so the default departs
+            from the paper (the target, hence consistency, is the same). ``"pigdm"`` is wider:
+            a better proposal on its own (``K = 1``); both are consistent as ``K`` grows.
     """
 
     requires = ("svd",)
@@ -81,7 +93,7 @@ class TDS(Method):
     gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, num_particles: int = 16, ess_threshold: float = 0.5,
-                 twist: str = "tweedie", schedule: Optional[Schedule] = None):
+                 twist: str = "pigdm", schedule: Optional[Schedule] = None):
         super().__init__(num_steps, schedule)
         if int(num_particles) < 1 or not 0 <= float(ess_threshold) <= 1:
             raise ValueError(f"TDS needs num_particles >= 1 and ess_threshold in [0, 1], "

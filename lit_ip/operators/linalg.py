@@ -17,19 +17,24 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], rhs: Tensor, iters: i
                        tol: float = 1e-10, x0: Tensor | None = None) -> Tensor:
     """Solve ``M x = rhs`` for a symmetric positive semi-definite ``M``, per sample.
 
-    Started at 0 on a singular ``M`` it converges to the minimum-norm solution.
+    Started at 0 on a singular ``M`` it converges to the minimum-norm solution. A sample whose
+    search direction meets non-positive curvature (``p^T M p <= 0``: ``M`` is not positive definite
+    there) stops at its current iterate.
     """
     x = torch.zeros_like(rhs) if x0 is None else x0.clone()
     r = rhs - matvec(x) if x0 is not None else rhs.clone()
     p = r.clone()
     rs = bdot(r, r)
     scale = bdot(rhs, rhs).clamp_min(1e-30)
+    curved = torch.ones_like(rs, dtype=torch.bool)
     for _ in range(iters):
-        active = rs > tol * scale  # converged samples stop here, whatever the rest of the batch does
+        active = (rs > tol * scale) & curved  # converged samples stop here, whatever the rest does
         if not bool(active.any()):
             break
         Mp = matvec(p)
         pMp = bdot(p, Mp)
+        curved = curved & ~(active & (pMp <= 0))
+        active = active & curved
         alpha = torch.where(active & (pMp > 0), rs / pMp.clamp_min(1e-30), torch.zeros_like(rs))
         x = x + alpha * p
         r = r - alpha * Mp
