@@ -185,7 +185,7 @@ def test_smc_approaches_the_posterior_as_particles_grow():
     close (0.031) and 4 or 16 particles are worse (0.11; VP 100 steps: 0.023 -> 0.085 / 0.082),
     i.e. the weights move mass away from component 0 (exact 0.15, K=16: 0.08)."""
     pr = problem("mixture", "rf")
-    err = {k: E.mode_error(draws(TDS(200, num_particles=k), pr, 500), pr) for k in (1, 16)}
+    err = {k: E.mode_error(draws(TDS(200, num_particles=k, twist="tweedie"), pr, 500), pr) for k in (1, 16)}
     assert err[16] < 0.1 < err[1], err
 
 
@@ -270,7 +270,7 @@ def test_dpsw_exact_needs_a_non_isotropic_denoiser_except_for_denoising():
 def test_noise_free_data_needs_an_explicit_likelihood_sigma():
     pr = problem()
     rng = SampleRNG.for_indices([0], dtype=torch.float64)
-    for method in (REDDiff(3), DAPS(3, langevin_steps=2), TDS(3)):
+    for method in (REDDiff(3), DAPS(3, langevin_steps=2, tau=None), TDS(3)):
         with pytest.raises(ValueError, match="sigma"):
             method.sample(pr.prior, pr.operator, pr.batch(1), rng, GaussianNoise(0.0))
 
