@@ -1,0 +1,82 @@
+"""Solving linear inverse problems using the prior implicit in a denoiser, Kadkhodaie & Simoncelli
+2021, NeurIPS (arXiv:2007.13640), Algorithm 2 (constrained sampling); survey form: Daras et al.
+2024 (arXiv:2410.00083), Eqs. 3.2-3.4.
+
+Coarse-to-fine stochastic gradient ascent on the noisy density with the denoiser residual
+``r(u) = x0_hat(u) - u`` (Tweedie: ``sigma^2 grad log p_sigma(u)``), constrained to the measurements:
+
+    d_k = (I - A^+ A) r(u_{k-1}) + A^+ (y - A u_{k-1}),
+    h_k = h0 k / (1 + h0 (k - 1)),
+    gamma_k^2 = ((1 - beta h_k)^2 - (1 - h_k)^2) sigma_k^2,
+    u_k = u_{k-1} + h_k d_k + gamma_k z,
+
+from ``u_0 = 0.5 + sigma_0 z`` until ``sigma_k < sigma_min`` (the paper's ``M M^T`` for a matrix with
+orthonormal columns is ``A^+ A`` here, so any linear operator works). ``beta`` controls the noise
+injection (1: none, deterministic ascent; paper: 0.01 to 0.5), ``h0`` the step (paper: 0.01).
+
+Where this differs from the paper: its denoiser is *blind* and it measures ``sigma_k^2 =
+||d_k||^2 / n`` from the residual. Our priors are evaluated at a given level, so the level follows
+the step's own contraction ``sigma_k = (1 - beta h_k) sigma_{k-1}`` (the value the measured one
+follows in expectation), is fixed in advance (the same for every sample, so batches do not couple)
+and sets the number of iterations; ``num_steps`` caps it. The denoiser is called at the path time
+of level ``sigma_k`` (VE coordinates: ``x_t = a u``). Units: images in [0, 1] as the paper;
+``sigma`` in [0, 1] units (the paper's ``sigma_0 = 1``, ``sigma_min = 0.01``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ..sampling.schedules import Schedule, time_at_level
+from .base import Method
+
+
+class KadkhodaieSimoncelli(Method):
+    """Kadkhodaie & Simoncelli (2021), Algorithm 2 with a non-blind denoiser.
+
+    Args:
+        num_steps: cap on the iterations (network evaluations).
+        h0: initial step (paper: 0.01).
+        beta: noise-injection parameter (paper: 0.01 - 0.5; 1 = no noise).
+        sigma0, sigma_min: start and stop levels in [0, 1] units (paper: 1 and 0.01).
+    """
+
+    requires = ("linear",)
+
+    def __init__(self, num_steps: int = 1000, h0: float = 0.01, beta: float = 0.01, sigma0: float = 1.0,
+                 sigma_min: float = 0.01, schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, schedule)
+        if not (0 < float(h0) <= 1 and 0 < float(beta) <= 1 and float(sigma0) > float(sigma_min) > 0):
+            raise ValueError(f"{self.name} needs 0 < h0 <= 1, 0 < beta <= 1, sigma0 > sigma_min > 0, "
+                             f"got h0={h0}, beta={beta}, sigma0={sigma0}, sigma_min={sigma_min}")
+        self.h0, self.beta = float(h0), float(beta)
+        self.sigma0, self.sigma_min = float(sigma0), float(sigma_min)
+
+    def plan(self) -> list[tuple[float, float]]:
+        """``(sigma_{k-1}, h_k)`` for each iteration: the levels the denoiser is called at."""
+        out, sigma, k = [], self.sigma0, 1
+        while sigma >= self.sigma_min and k <= self.num_steps:
+            h = self.h0 * k / (1 + self.h0 * (k - 1))
+            out.append((sigma, h))
+            sigma *= 1 - self.beta * h
+            k += 1
+        return out
+
+    def sample(self, prior, operator, y, rng, noise=None):
+        p = self.setup(prior, operator, y, noise)
+        op = p.operator
+        u = 0.5 + self.sigma0 * rng.randn((y.shape[0], *prior.image_shape)).to(y)
+        with torch.no_grad():
+            for sigma, h in self.plan():
+                t = prior.path.snap(time_at_level(prior.path, sigma))
+                a, _ = prior.coefficients(t, y)
+                r = prior.denoise(a * u, t) - u
+                d = r - op.pinv(op(r)) + op.pinv(y - op(u))
+                gamma = sigma * math.sqrt(max((1 - self.beta * h) ** 2 - (1 - h) ** 2, 0.0))
+                u = u + h * d + gamma * rng.randn(u.shape).to(u)
+        return u
+
+    def expected_nfe(self, prior):
+        return {"nfe": len(self.plan()), "nfe_backward": 0}

@@ -1,0 +1,46 @@
+"""Improving diffusion models for inverse problems using manifold constraints (MCG), Chung, Sim,
+Ryu & Ye 2022, NeurIPS (arXiv:2206.00941), Algorithm 1.
+
+After the unconditional DDPM step ``x'_next``, MCG takes a gradient step on the data fit at the
+Tweedie estimate (the manifold-constrained gradient; Eq. 14, ``W = I``) and then projects onto the
+measurement set diffused to ``t_next`` (Eq. 15), in our notation (``x_t = a x0 + b eps``):
+
+    x''_next = x'_next - alpha grad_{x_t} ||y - A x0_hat(x_t)||^2,   alpha = alpha' / ||y - A x0_hat||,
+    x_next   = x''_next + A^+ (a' y + b' A z - A x''_next)      (z ~ N(0, I); A^+ = A^T for the
+                                                                  paper's masks and colorization).
+
+``alpha' / ||r|| grad ||r||^2 = 2 alpha' grad ||r||``: the gradient is DPS's
+(:class:`~lit_ip.methods.dps.DPS`, step ``zeta = 2 alpha'``), and the projection is ILVR's
+(:func:`~lit_ip.methods.ilvr.noised_projection`, the paper's ``A^T`` replacement generalised with
+``A^+``). The projection copies measurement noise into the range of ``A^+``: the paper treats noisy
+data only in its appendix (Poisson/Gaussian, with the projection relaxed); ``project=False`` drops it
+(which leaves DPS). Units: ``zeta`` as DPS's, in [0, 1] images (the code's ``[-1, 1]`` step halves).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..sampling.schedules import Schedule
+from .dps import DPS
+from .ilvr import noised_projection
+
+
+class MCG(DPS):
+    """MCG (Chung et al. 2022): DPS's gradient step, then the noised projection onto ``A x = y``.
+
+    Args:
+        num_steps: network evaluations (paper: 1000).
+        eta: DDIM stochasticity (1 = the paper's DDPM step).
+        zeta: gradient step in [0, 1] image units (``2 alpha'``; DPS's units).
+        project: apply the projection (the paper's Algorithm 1: yes).
+    """
+
+    requires = ("linear", "differentiable")
+
+    def __init__(self, num_steps: int = 1000, eta: float = 1.0, zeta: float = 0.5, project: bool = True,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, zeta, schedule)
+        self.project = bool(project)
+
+    def post_step(self, x, s, p, rng):
+        return noised_projection(x, s.a_next, s.b_next, p, rng) if self.project else x
