@@ -29,6 +29,7 @@ from .dds import DDS
 from .mpgd import MPGD
 from .dsg import DSG
 from .kadkhodaie import KadkhodaieSimoncelli
+from .otode import OTODE
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
@@ -36,5 +37,5 @@ __all__ = [
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
     "ScoreSDE", "ScoreALD", "SNIPS", "ILVR", "RePaint", "DDNMTimeTravel", "MCG", "DDS", "MPGD", "DSG",
-    "KadkhodaieSimoncelli",
+    "KadkhodaieSimoncelli", "OTODE",
 ]

@@ -36,6 +36,7 @@ from .dds import DDS
 from .mpgd import MPGD
 from .dsg import DSG
 from .kadkhodaie import KadkhodaieSimoncelli
+from .otode import OTODE
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ METHODS: dict[str, MethodCase] = {
     "MPGD": MethodCase(MPGD, dict(num_steps=6, lr=0.5)),
     "DSG": MethodCase(DSG, dict(num_steps=6, w=0.2)),
     "KadkhodaieSimoncelli": MethodCase(KadkhodaieSimoncelli, dict(num_steps=6, h0=0.2, beta=0.5, sigma_min=0.05)),
+    "OTODE": MethodCase(OTODE, dict(num_steps=6)),
 }
 
 
