@@ -18,7 +18,7 @@ Where this differs from the paper: its denoiser is *blind* and it measures ``sig
 ||d_k||^2 / n`` from the residual. Our priors are evaluated at a given level, so the level follows
 the step's own contraction ``sigma_k = (1 - beta h_k) sigma_{k-1}`` (the value the measured one
 follows in expectation), is fixed in advance (the same for every sample, so batches do not couple)
-and sets the number of iterations; ``num_steps`` caps it. The denoiser is called at the path time
+and sets the number of iterations; ``num_steps`` caps it (the ``schedule`` argument is unused: the levels are the plan). The denoiser is called at the path time
 of level ``sigma_k`` (VE coordinates: ``x_t = a u``). Units: images in [0, 1] as the paper;
 ``sigma`` in [0, 1] units (the paper's ``sigma_0 = 1``, ``sigma_min = 0.01``).
 """
