@@ -10,7 +10,7 @@ estimate (no backward pass), then takes the DDIM step with the corrected estimat
 ``d = 0`` (:meth:`LinearOperator.prox_l2 <lit_ip.operators.base.LinearOperator.prox_l2>` by CG).
 The truncation is DDS's regulariser: ``M`` small keeps ``x0_c`` near the tangent space of the data
 manifold at ``x0_hat`` (the paper's Prop. 2). The paper writes the weight as ``gamma`` on the data
-term: ``rho = 1 / gamma`` (``rho = 0`` for noiseless data, as its default). ``cg_iters=None`` uses the
+term: ``rho = 1 / gamma``. ``cg_iters=None`` uses the
 operator's exact proximal step instead (closed form for SVD operators): then DDS is DiffPIR's
 proximal step with a constant weight. Units: ``rho`` is scale-free (both terms scale alike from
 [-1, 1] to [0, 1] images).
@@ -29,10 +29,12 @@ class DDS(GuidedMethod):
     ``x0_hat``, then DDIM with ``eta``.
 
     Args:
-        num_steps: network evaluations (paper: 50 - 100).
-        eta: DDIM stochasticity (paper: 0.85).
+        num_steps: network evaluations.
+        eta: DDIM stochasticity.
         rho: weight of ``||x - x0_hat||^2`` (``1 / gamma``; 0 = projection-like).
-        cg_iters: CG iterations ``M`` (paper: 5); None = the exact proximal step.
+        cg_iters: CG iterations ``M`` (a few in the paper); None = the exact proximal step.
+
+    Defaults are ours; shipped settings: ``configs/method/DDS.yaml``.
     """
 
     requires = ("linear",)

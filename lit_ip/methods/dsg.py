@@ -11,9 +11,8 @@ steepest descent of the DPS data fit instead of adding an unbounded gradient, in
     d     = d_s + w (d* - d_s),                        (w: the paper's guidance rate g_r)
     x_next = mu + r d / ||d||.
 
-``w = 0`` is unconditional DDPM, ``w = 1`` the deterministic steepest point of the sphere. The
-paper's code also takes DPS's step ``g`` along with the sphere (its "interval" and DPS-mixing
-options); here only the paper's Eq. 11 update. Needs a stochastic step (``c > 0``): at the last
+``w = 1`` is the deterministic steepest point of the sphere, ``w = 0`` a DDPM step whose noise is
+normalised onto the sphere. Only the paper's spherical update is implemented (no extra DPS step). Needs a stochastic step (``c > 0``): at the last
 step (``c = 0``) the update is the plain DDIM step. Units: the sphere radius is in the state's
 own units; ``w`` is scale-free.
 """
@@ -34,13 +33,13 @@ def _unit(v):
 
 
 class DSG(GuidedMethod):
-    """DSG (Yang et al. 2024, Eq. 11): the DDPM step moved on its sphere of radius ``sqrt(n) c``
+    """DSG (Yang et al. 2024): the DDPM step moved on its sphere of radius ``sqrt(n) c``
     towards the DPS gradient direction with guidance rate ``w``.
 
     Args:
-        num_steps: network evaluations (paper: 100 - 1000).
+        num_steps: network evaluations.
         eta: DDIM stochasticity of the step (must be > 0: the sphere has radius ``sqrt(n) c``).
-        w: guidance rate ``g_r`` (paper: 0.05 - 0.2 for inpainting / SR).
+        w: guidance rate ``g_r`` (default ours).
     """
 
     requires = ("differentiable",)

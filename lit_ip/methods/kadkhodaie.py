@@ -12,7 +12,7 @@ Coarse-to-fine stochastic gradient ascent on the noisy density with the denoiser
 
 from ``u_0 = 0.5 + sigma_0 z`` until ``sigma_k < sigma_min`` (the paper's ``M M^T`` for a matrix with
 orthonormal columns is ``A^+ A`` here, so any linear operator works). ``beta`` controls the noise
-injection (1: none, deterministic ascent; paper: 0.01 to 0.5), ``h0`` the step (paper: 0.01).
+injection (1: none, deterministic ascent; small: much noise), ``h0`` the initial step.
 
 Where this differs from the paper: its denoiser is *blind* and it measures ``sigma_k^2 =
 ||d_k||^2 / n`` from the residual. Our priors are evaluated at a given level, so the level follows
@@ -20,7 +20,7 @@ the step's own contraction ``sigma_k = (1 - beta h_k) sigma_{k-1}`` (the value t
 follows in expectation), is fixed in advance (the same for every sample, so batches do not couple)
 and sets the number of iterations; ``num_steps`` caps it (the ``schedule`` argument is unused: the levels are the plan). The denoiser is called at the path time
 of level ``sigma_k`` (VE coordinates: ``x_t = a u``). Units: images in [0, 1] as the paper;
-``sigma`` in [0, 1] units (the paper's ``sigma_0 = 1``, ``sigma_min = 0.01``).
+``sigma`` in [0, 1] units.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ class KadkhodaieSimoncelli(Method):
 
     Args:
         num_steps: cap on the iterations (network evaluations).
-        h0: initial step (paper: 0.01).
-        beta: noise-injection parameter (paper: 0.01 - 0.5; 1 = no noise).
-        sigma0, sigma_min: start and stop levels in [0, 1] units (paper: 1 and 0.01).
+        h0: initial step.
+        beta: noise-injection parameter (1 = no noise).
+        sigma0, sigma_min: start and stop levels in [0, 1] units.
     """
 
     requires = ("linear",)

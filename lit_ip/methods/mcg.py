@@ -12,9 +12,8 @@ measurement set diffused to ``t_next`` (Eq. 15), in our notation (``x_t = a x0 +
 ``alpha' / ||r|| grad ||r||^2 = 2 alpha' grad ||r||``: the gradient is DPS's
 (:class:`~lit_ip.methods.dps.DPS`, step ``zeta = 2 alpha'``), and the projection is ILVR's
 (:func:`~lit_ip.methods.ilvr.noised_projection`, the paper's ``A^T`` replacement generalised with
-``A^+``). The projection copies measurement noise into the range of ``A^+``: the paper treats noisy
-data only in its appendix (Poisson/Gaussian, with the projection relaxed); ``project=False`` drops it
-(which leaves DPS). Units: ``zeta`` as DPS's, in [0, 1] images (the code's ``[-1, 1]`` step halves).
+``A^+``). The projection copies measurement noise into the range of ``A^+`` (Algorithm 1 is written for
+noiseless data); ``project=False`` drops it, which leaves DPS. Units: ``zeta`` as DPS's, in [0, 1] images (the code's ``[-1, 1]`` step halves).
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ manifold at ``x0_hat``), then takes the unconditional DDIM step with the correct
     x0_c = x0_hat - c_t grad_{x0} ||y - A(x0)||^2 |_{x0_hat},     x_next = DDIM(x_t, x0_c),
 
 repeated ``inner_steps`` times (the paper's optional multi-step variant). Step schedule
-``c_t = lr * a'`` (the paper scales its step by ``sqrt(alpha_bar_{t-1})``, which is ``a'`` of a VP
-path in its own units; ``a' = 1 - t'`` on a flow). Works for any differentiable operator and any
+``c_t = lr * a'`` (ours: the step grows with the signal weight of the next time, so the early,
+uninformative estimates move little). Works for any differentiable operator and any
 noise model (the squared residual is unweighted). Units: ``||y - A x||^2`` is 4 times smaller on
 [0, 1] images and its gradient in ``x`` 2 times smaller, so the paper's step on [-1, 1] images is
 ``lr = 2 c`` here.
@@ -30,7 +30,7 @@ class MPGD(GuidedMethod):
     backward), then DDIM.
 
     Args:
-        num_steps: network evaluations (paper: 50 DDIM steps).
+        num_steps: network evaluations.
         eta: DDIM stochasticity.
         lr: gradient step in [0, 1] units (see above).
         inner_steps: gradient steps per network evaluation.

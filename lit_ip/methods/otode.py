@@ -13,7 +13,7 @@ which in velocity form is the paper's ``v_y = v + (b/a)(a' b - a b') s_y`` (the 
 score to an OT velocity), and starts at ``t_start < 1`` from the noised pseudo-inverse
 ``x = a A^+ y + b z`` (the paper's initialisation at a non-zero time; :meth:`initial_state`).
 The Euler step is DDIM with ``eta = 0`` (exact for the rectified-flow path ``a = 1 - t, b = t``).
-Differences from the paper: its guidance weight is time dependent; here it is a constant
+Differences from the paper: the paper tunes a guidance-weight schedule; here it is a constant
 ``gamma`` (1 = the exact posterior-velocity conversion). ``t_start`` is a fraction of the path's
 time range (on a flow, ``t``; the paper's ``t0`` in its data-at-1 convention is ``1 - t_start``).
 The formulas are path-generic (``a, b``) and run on VP priors too; the paper's setting is the flow.
@@ -33,7 +33,7 @@ class OTODE(GuidedMethod):
     """OT-ODE (Pokle et al. 2024): ODE with the PiGDM-form posterior velocity from a noised ``A^+ y``.
 
     Args:
-        num_steps: network evaluations (paper: 50 - 100 Euler steps).
+        num_steps: network evaluations (Euler steps).
         t_start: start as a fraction of the path's time range (1 = pure noise).
         gamma: constant guidance weight (1 = exact conversion of ``s_y``).
         cg_iters, cg_tol: conjugate gradients for operators without an SVD.

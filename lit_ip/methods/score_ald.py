@@ -12,8 +12,8 @@ Annealed Langevin dynamics (NCSN, Song & Ermon 2019) on the posterior at each no
 ``K = langevin_steps`` times per level. The state is written in VE coordinates ``u = x_t / a``
 (level ``sigma = b / a``), so every path works: the prior score at ``u`` is
 ``(x0_hat(a u, t) - u) / sigma^2``. Step ``alpha_i = delta sigma_i^2``: NCSN's ``alpha_i = eps
-sigma_i^2 / sigma_L^2`` is ``delta = eps / sigma_L^2``. ``gamma_i = gamma sigma_i`` (the paper anneals
-``gamma`` with the level; its code sets it per level by hand). Units: ``sigma`` in [0, 1] images
+sigma_i^2 / sigma_L^2`` is ``delta = eps / sigma_L^2``. ``gamma_i = gamma sigma_i`` (the paper's ``gamma_t`` is a tuned
+annealed parameter; proportional to the level here). Units: ``sigma`` in [0, 1] images
 (half the [-1, 1] value); ``delta`` and ``gamma`` are scale-free. Levels where ``a = 0`` (a flow at
 ``t = 1``) are skipped. The output is the state at the last level (no final denoising step, as
 the paper). The paper's MRI operator is complex; here any real linear operator.
@@ -80,8 +80,8 @@ class ScoreALD(AnnealedLangevin):
     """Score-ALD (Jalal et al. 2021): annealed Langevin with ``A^T (y - A u) / (sigma_y^2 + gamma_i^2)``.
 
     Args:
-        num_steps: noise levels (paper: the NCSNv2 prior's levels, 2311 for its MRI model).
-        langevin_steps: Langevin steps per level ``K`` (paper: 3).
+        num_steps: noise levels (paper: all the levels of its NCSNv2 prior).
+        langevin_steps: Langevin steps per level ``K``.
         delta: step ``alpha_i / sigma_i^2`` (see above; < 2 for stability).
         gamma: ``gamma_i / sigma_i``.
     """

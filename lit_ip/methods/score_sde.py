@@ -31,8 +31,7 @@ class ScoreSDE(GuidedMethod):
     ``x += lam A^T (a' y + b' e - A x)``.
 
     Args:
-        num_steps: network evaluations (paper: 1000 predictor steps with one corrector step each;
-            here one evaluation per step, no corrector).
+        num_steps: network evaluations (one per step; the paper's corrector steps are not used).
         eta: DDIM stochasticity (1 = DDPM ancestral).
         lam: step along ``A^T`` (1 = replacement when ``A A^T = I``).
     """

@@ -34,8 +34,8 @@ class SNIPS(AnnealedLangevin):
     """SNIPS (Kawar et al. 2021): spectral-domain annealed Langevin with per-coordinate steps.
 
     Args:
-        num_steps: noise levels (paper: the NCSNv2 prior's, e.g. 500 for CelebA).
-        langevin_steps: Langevin steps per level (paper: 3).
+        num_steps: noise levels (paper: all the levels of its NCSNv2 prior).
+        langevin_steps: Langevin steps per level.
         delta: ``alpha / sigma^2`` (< 2 for stability).
     """
 
