@@ -191,3 +191,20 @@ def test_otode_starts_from_the_noised_pseudo_inverse():
     assert 0.3 < float(t0) / float(pr.prior.path.t_max) < 0.7
     mean_err = (x.mean(0) - a * pr.operator.pinv(pr.y)[0]).abs().max()
     assert float(mean_err) < 5 * float(b) / 2000 ** 0.5 and abs(float(x.std(0).mean() / b) - 1) < 0.05
+
+
+def test_truncated_pseudo_inverse_of_ilvr_and_mcg():
+    """``svd_cutoff`` below the smallest singular value is the exact ``A^+``; above some, those
+    directions are left to the prior; without an SVD it is refused."""
+    pr = problem("dense", 1e-3)
+    y, noise = pr.batch(4), GaussianNoise(0.0)
+    rng = lambda: SampleRNG.for_indices(range(4), dtype=torch.float64)
+    def run(m, op=pr.operator):
+        return m.sample(pr.prior, op, y, rng(), noise)
+    s = pr.operator.singular_values()
+    assert torch.allclose(run(ILVR(10, svd_cutoff=float(s.min()) / 2)), run(ILVR(10)), atol=1e-10)
+    cut = run(ILVR(10, svd_cutoff=float(s.median())))
+    assert float((pr.operator(cut) - y).abs().max()) > 1e-3
+    for m in (ILVR(10, svd_cutoff=0.1), MCG(10, svd_cutoff=0.1), RePaint(10, jump=3, svd_cutoff=0.1)):
+        with pytest.raises(ValueError, match=f"{m.name} with svd_cutoff.*NoSVD"):
+            run(m, NoSVD(pr.operator.matrix))

@@ -22,20 +22,33 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from ..sampling.schedules import Schedule
 from .base import GuidedMethod, Problem
+from .spectral import ZERO, _pad
 
 
-def noised_projection(x: Tensor, a_next: Tensor, b_next: Tensor, p: Problem, rng) -> Tensor:
+def noised_projection(x: Tensor, a_next: Tensor, b_next: Tensor, p: Problem, rng, svd_cutoff: float = 0.0) -> Tensor:
     """``x + A^+ (a' y + b' A z - A x)``: replace the range of ``A^+`` by the forward-diffused
-    measurement (ILVR's ``phi(y_t) - phi(x_t)``; exact ``A x = y`` when ``b' = 0``)."""
+    measurement (ILVR's ``phi(y_t) - phi(x_t)``; exact ``A x = y`` when ``b' = 0``). With
+    ``svd_cutoff > 0`` (SVD operators) ``A^+`` is truncated to singular values above it (as DDNM+)."""
     op = p.operator
     target = a_next * p.y
     if float(b_next) > 0:
         target = target + b_next * op(rng.randn(x.shape).to(x))
+    if svd_cutoff > 0:
+        sp = p.spectrum(svd_cutoff)
+        r = _pad(op.ut(target - op(x)), sp.s.shape[-1])
+        return x + sp.v(torch.where(sp.measured, r / sp.s.clamp_min(ZERO), torch.zeros_like(r)))
     return x + op.pinv(target - op(x))
+
+
+def check_cutoff(svd_cutoff) -> float:
+    if not float(svd_cutoff) >= 0:
+        raise ValueError(f"svd_cutoff must be >= 0, got {svd_cutoff}")
+    return float(svd_cutoff)
 
 
 class ILVR(GuidedMethod):
@@ -47,16 +60,25 @@ class ILVR(GuidedMethod):
         eta: DDIM stochasticity (1 = the paper's DDPM ancestral step).
         cond_fraction: fraction of the steps (noisiest first) that are refined (paper: 1.0; its
             "conditioning range" ablation stops earlier for more variety).
+        svd_cutoff: SVD operators only: singular values below it count as null space (a truncated
+            ``A^+``; noisy blur needs it, as DDNM+); 0 = the exact pseudo-inverse.
     """
 
     requires = ("linear",)
 
     def __init__(self, num_steps: int = 1000, eta: float = 1.0, cond_fraction: float = 1.0,
-                 schedule: Optional[Schedule] = None):
+                 svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
         super().__init__(num_steps, eta, schedule)
         if not 0 <= float(cond_fraction) <= 1:
             raise ValueError(f"cond_fraction must be in [0, 1], got {cond_fraction}")
         self.cond_fraction = float(cond_fraction)
+        self.svd_cutoff = check_cutoff(svd_cutoff)
+
+    def check_operator(self, operator):
+        super().check_operator(operator)
+        if self.svd_cutoff > 0 and not operator.has_svd:
+            raise ValueError(f"{self.name} with svd_cutoff > 0 needs an operator with an SVD, "
+                             f"but {operator.describe()} has none")
 
     def prepare(self, p):
         n = sum(1 for t, t_next in self.pairs(p.prior) if t_next is None or float(t_next) < float(t))
@@ -65,4 +87,4 @@ class ILVR(GuidedMethod):
     def post_step(self, x, s, p, rng):
         if s.index >= p.state["refine_steps"]:
             return x
-        return noised_projection(x, s.a_next, s.b_next, p, rng)
+        return noised_projection(x, s.a_next, s.b_next, p, rng, self.svd_cutoff)

@@ -21,7 +21,7 @@ from typing import Optional
 
 from ..sampling.schedules import Schedule
 from .dps import DPS
-from .ilvr import noised_projection
+from .ilvr import check_cutoff, noised_projection
 
 
 class MCG(DPS):
@@ -32,14 +32,22 @@ class MCG(DPS):
         eta: DDIM stochasticity (1 = the paper's DDPM step).
         zeta: gradient step in [0, 1] image units (``2 alpha'``; DPS's units).
         project: apply the projection (the paper's Algorithm 1: yes).
+        svd_cutoff: truncated ``A^+`` for SVD operators (as :class:`~lit_ip.methods.ilvr.ILVR`).
     """
 
     requires = ("linear", "differentiable")
 
     def __init__(self, num_steps: int = 1000, eta: float = 1.0, zeta: float = 0.5, project: bool = True,
-                 schedule: Optional[Schedule] = None):
+                 svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
         super().__init__(num_steps, eta, zeta, schedule)
         self.project = bool(project)
+        self.svd_cutoff = check_cutoff(svd_cutoff)
+
+    def check_operator(self, operator):
+        super().check_operator(operator)
+        if self.svd_cutoff > 0 and not operator.has_svd:
+            raise ValueError(f"{self.name} with svd_cutoff > 0 needs an operator with an SVD, "
+                             f"but {operator.describe()} has none")
 
     def post_step(self, x, s, p, rng):
-        return noised_projection(x, s.a_next, s.b_next, p, rng) if self.project else x
+        return noised_projection(x, s.a_next, s.b_next, p, rng, self.svd_cutoff) if self.project else x

@@ -31,12 +31,13 @@ class RePaint(ILVR):
         num_steps: steps of the base grid (paper: 250).
         eta: DDIM stochasticity (1 = the paper's DDPM step).
         jump, repeats: the resampling schedule (paper: 10 and 10).
+        svd_cutoff: truncated ``A^+`` for SVD operators (as :class:`~lit_ip.methods.ilvr.ILVR`).
     """
 
     def __init__(self, num_steps: int = 250, eta: float = 1.0, jump: int = 10, repeats: int = 10,
-                 schedule: Optional[Schedule] = None):
+                 svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
         self.jump, self.repeats = int(jump), int(repeats)
-        super().__init__(num_steps, eta, 1.0, schedule)
+        super().__init__(num_steps, eta, 1.0, svd_cutoff, schedule)
 
     def default_schedule(self):
         return Resampling(UniformTime(), self.jump, self.repeats)
