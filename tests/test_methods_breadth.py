@@ -205,6 +205,7 @@ def test_truncated_pseudo_inverse_of_ilvr_and_mcg():
     assert torch.allclose(run(ILVR(10, svd_cutoff=float(s.min()) / 2)), run(ILVR(10)), atol=1e-10)
     cut = run(ILVR(10, svd_cutoff=float(s.median())))
     assert float((pr.operator(cut) - y).abs().max()) > 1e-3
-    for m in (ILVR(10, svd_cutoff=0.1), MCG(10, svd_cutoff=0.1), RePaint(10, jump=3, svd_cutoff=0.1)):
+    for m in (ILVR(10, svd_cutoff=0.1), MCG(10, svd_cutoff=0.1), RePaint(10, jump=3, svd_cutoff=0.1),
+              KadkhodaieSimoncelli(10, svd_cutoff=0.1), OTODE(10, svd_cutoff=0.1)):
         with pytest.raises(ValueError, match=f"{m.name} with svd_cutoff.*NoSVD"):
             run(m, NoSVD(pr.operator.matrix))

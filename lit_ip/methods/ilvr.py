@@ -38,17 +38,29 @@ def noised_projection(x: Tensor, a_next: Tensor, b_next: Tensor, p: Problem, rng
     target = a_next * p.y
     if float(b_next) > 0:
         target = target + b_next * op(rng.randn(x.shape).to(x))
+    return x + pinv(p, target - op(x), svd_cutoff)
+
+
+def pinv(p: Problem, r: Tensor, svd_cutoff: float = 0.0) -> Tensor:
+    """``A^+ r``, truncated to singular values above ``svd_cutoff`` when it is > 0 (SVD operators)."""
     if svd_cutoff > 0:
         sp = p.spectrum(svd_cutoff)
-        r = _pad(op.ut(target - op(x)), sp.s.shape[-1])
-        return x + sp.v(torch.where(sp.measured, r / sp.s.clamp_min(ZERO), torch.zeros_like(r)))
-    return x + op.pinv(target - op(x))
+        rb = _pad(p.operator.ut(r), sp.s.shape[-1])
+        return sp.v(torch.where(sp.measured, rb / sp.s.clamp_min(ZERO), torch.zeros_like(rb)))
+    return p.operator.pinv(r)
 
 
 def check_cutoff(svd_cutoff) -> float:
     if not float(svd_cutoff) >= 0:
         raise ValueError(f"svd_cutoff must be >= 0, got {svd_cutoff}")
     return float(svd_cutoff)
+
+
+def require_svd_for_cutoff(method, operator) -> None:
+    """Refuse ``svd_cutoff > 0`` on an operator without an SVD, naming both."""
+    if method.svd_cutoff > 0 and not operator.has_svd:
+        raise ValueError(f"{method.name} with svd_cutoff > 0 needs an operator with an SVD, "
+                         f"but {operator.describe()} has none")
 
 
 class ILVR(GuidedMethod):
@@ -76,9 +88,7 @@ class ILVR(GuidedMethod):
 
     def check_operator(self, operator):
         super().check_operator(operator)
-        if self.svd_cutoff > 0 and not operator.has_svd:
-            raise ValueError(f"{self.name} with svd_cutoff > 0 needs an operator with an SVD, "
-                             f"but {operator.describe()} has none")
+        require_svd_for_cutoff(self, operator)
 
     def prepare(self, p):
         n = sum(1 for t, t_next in self.pairs(p.prior) if t_next is None or float(t_next) < float(t))

@@ -31,6 +31,7 @@ import torch
 
 from ..sampling.schedules import Schedule, time_at_level
 from .base import Method
+from .ilvr import check_cutoff, pinv, require_svd_for_cutoff
 
 
 class KadkhodaieSimoncelli(Method):
@@ -41,18 +42,24 @@ class KadkhodaieSimoncelli(Method):
         h0: initial step.
         beta: noise-injection parameter (1 = no noise).
         sigma0, sigma_min: start and stop levels in [0, 1] units.
+        svd_cutoff: truncated ``A^+`` for SVD operators (noisy blur; as ILVR); 0 = exact.
     """
 
     requires = ("linear",)
 
     def __init__(self, num_steps: int = 1000, h0: float = 0.01, beta: float = 0.01, sigma0: float = 1.0,
-                 sigma_min: float = 0.01, schedule: Optional[Schedule] = None):
+                 sigma_min: float = 0.01, svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
         super().__init__(num_steps, schedule)
         if not (0 < float(h0) <= 1 and 0 < float(beta) <= 1 and float(sigma0) > float(sigma_min) > 0):
             raise ValueError(f"{self.name} needs 0 < h0 <= 1, 0 < beta <= 1, sigma0 > sigma_min > 0, "
                              f"got h0={h0}, beta={beta}, sigma0={sigma0}, sigma_min={sigma_min}")
         self.h0, self.beta = float(h0), float(beta)
         self.sigma0, self.sigma_min = float(sigma0), float(sigma_min)
+        self.svd_cutoff = check_cutoff(svd_cutoff)
+
+    def check_operator(self, operator):
+        super().check_operator(operator)
+        require_svd_for_cutoff(self, operator)
 
     def plan(self) -> list[tuple[float, float]]:
         """``(sigma_{k-1}, h_k)`` for each iteration: the levels the denoiser is called at."""
@@ -73,7 +80,7 @@ class KadkhodaieSimoncelli(Method):
                 t = prior.path.snap(time_at_level(prior.path, sigma))
                 a, _ = prior.coefficients(t, y)
                 r = prior.denoise(a * u, t) - u
-                d = r - op.pinv(op(r)) + op.pinv(y - op(u))
+                d = r - pinv(p, op(r), self.svd_cutoff) + pinv(p, y - op(u), self.svd_cutoff)
                 gamma = sigma * math.sqrt(max((1 - self.beta * h) ** 2 - (1 - h) ** 2, 0.0))
                 u = u + h * d + gamma * rng.randn(u.shape).to(u)
         return u

@@ -21,7 +21,7 @@ from typing import Optional
 
 from ..sampling.schedules import Schedule
 from .dps import DPS
-from .ilvr import check_cutoff, noised_projection
+from .ilvr import check_cutoff, noised_projection, require_svd_for_cutoff
 
 
 class MCG(DPS):
@@ -45,9 +45,7 @@ class MCG(DPS):
 
     def check_operator(self, operator):
         super().check_operator(operator)
-        if self.svd_cutoff > 0 and not operator.has_svd:
-            raise ValueError(f"{self.name} with svd_cutoff > 0 needs an operator with an SVD, "
-                             f"but {operator.describe()} has none")
+        require_svd_for_cutoff(self, operator)
 
     def post_step(self, x, s, p, rng):
         return noised_projection(x, s.a_next, s.b_next, p, rng, self.svd_cutoff) if self.project else x

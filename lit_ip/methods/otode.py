@@ -25,6 +25,7 @@ from typing import Optional
 
 from ..sampling.schedules import Schedule
 from .base import GuidedMethod
+from .ilvr import check_cutoff, pinv, require_svd_for_cutoff
 from .pigdm import tweedie_variance
 from .spectral import vjp
 
@@ -37,6 +38,7 @@ class OTODE(GuidedMethod):
         t_start: start as a fraction of the path's time range (1 = pure noise).
         gamma: constant guidance weight (1 = exact conversion of ``s_y``).
         cg_iters, cg_tol: conjugate gradients for operators without an SVD.
+        svd_cutoff: truncated ``A^+`` in the initial state for SVD operators (noisy blur); 0 = exact.
     """
 
     requires = ("linear",)
@@ -44,12 +46,17 @@ class OTODE(GuidedMethod):
     gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, t_start: float = 0.8, gamma: float = 1.0, cg_iters: int = 50,
-                 cg_tol: float = 1e-10, schedule: Optional[Schedule] = None):
+                 cg_tol: float = 1e-10, svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
         super().__init__(num_steps, 0.0, schedule)
         if not 0 < float(t_start) <= 1 or not float(gamma) >= 0:
             raise ValueError(f"OTODE needs 0 < t_start <= 1 and gamma >= 0, got {t_start}, {gamma}")
         self.t_start, self.gamma = float(t_start), float(gamma)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
+        self.svd_cutoff = check_cutoff(svd_cutoff)
+
+    def check_operator(self, operator):
+        super().check_operator(operator)
+        require_svd_for_cutoff(self, operator)
 
     def pairs(self, prior, t_start=None):
         path = prior.path
@@ -61,7 +68,7 @@ class OTODE(GuidedMethod):
         z = rng.randn((p.y.shape[0], *p.prior.image_shape)).to(p.y)
         if float(a) == 0:
             return p.prior.data_mean * a + b * z
-        return a * p.operator.pinv(p.y) + b * z
+        return a * pinv(p, p.y, self.svd_cutoff) + b * z
 
     def estimate(self, s, p):
         x0 = s.x0.detach()
