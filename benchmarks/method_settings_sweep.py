@@ -27,24 +27,33 @@ from lit_ip.priors.pretrained import PretrainedPrior
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: VE levels from 1 (not the path's top, ~80): a small Langevin budget cannot anneal from there
+LOGSNR_1 = {"class_path": "lit_ip.sampling.schedules.LogSNRUniform", "init_args": {"sigma_max": 1.0}}
+
 #: candidate settings per method (class path, list of init_args); ~30 network evaluations each
 CANDIDATES = {
-    "ScoreSDE": ("lit_ip.methods.score_sde.ScoreSDE", [dict(num_steps=30, lam=1.0), dict(num_steps=30, lam=4.0)]),
-    "ILVR": ("lit_ip.methods.ilvr.ILVR", [dict(num_steps=30), dict(num_steps=30, cond_fraction=0.7)]),
-    "RePaint": ("lit_ip.methods.repaint.RePaint", [dict(num_steps=15, jump=5, repeats=2), dict(num_steps=10, jump=3, repeats=3)]),
-    "DDNMTimeTravel": ("lit_ip.methods.ddnm_timetravel.DDNMTimeTravel",
-                       [dict(num_steps=15, jump=5, repeats=2, svd_cutoff=0.05), dict(num_steps=15, jump=5, repeats=2, svd_cutoff=0.05, eta=0.85)]),
-    "MCG": ("lit_ip.methods.mcg.MCG", [dict(num_steps=30, zeta=0.5), dict(num_steps=30, zeta=2.0)]),
-    "DDS": ("lit_ip.methods.dds.DDS", [dict(num_steps=30, rho=0.05), dict(num_steps=30, rho=0.5)]),
-    "MPGD": ("lit_ip.methods.mpgd.MPGD", [dict(num_steps=30, lr=0.5), dict(num_steps=30, lr=2.0)]),
-    "DSG": ("lit_ip.methods.dsg.DSG", [dict(num_steps=30, w=0.1), dict(num_steps=30, w=0.3)]),
-    "ScoreALD": ("lit_ip.methods.score_ald.ScoreALD", [dict(num_steps=15, langevin_steps=2, delta=0.1),
-                                                       dict(num_steps=15, langevin_steps=2, delta=0.3)]),
-    "SNIPS": ("lit_ip.methods.snips.SNIPS", [dict(num_steps=15, langevin_steps=2, delta=0.1),
-                                             dict(num_steps=15, langevin_steps=2, delta=0.3)]),
+    # round 1 (all methods, two settings each) is in benchmarks/method_settings_sweep.md; these are round 2
+    "ILVR": ("lit_ip.methods.ilvr.ILVR", [dict(num_steps=30, svd_cutoff=0.05), dict(num_steps=30, svd_cutoff=0.05, cond_fraction=0.9)]),
+    "RePaint": ("lit_ip.methods.repaint.RePaint", [dict(num_steps=10, jump=3, repeats=3, svd_cutoff=0.05),
+                                                   dict(num_steps=12, jump=4, repeats=3, svd_cutoff=0.05)]),
+    "MCG": ("lit_ip.methods.mcg.MCG", [dict(num_steps=30, zeta=ZETA, svd_cutoff=0.05) for ZETA in (0.5, 2.0)]),
+    "DDS": ("lit_ip.methods.dds.DDS", [dict(num_steps=30, rho=0.02), dict(num_steps=30, rho=0.05, eta=1.0)]),
+    "MPGD": ("lit_ip.methods.mpgd.MPGD", [dict(num_steps=30, lr=0.1), dict(num_steps=30, lr=0.25)]),
+    "DSG": ("lit_ip.methods.dsg.DSG", [dict(num_steps=30, w=0.5), dict(num_steps=30, w=0.8)]),
+    "ScoreSDE": ("lit_ip.methods.score_sde.ScoreSDE", [dict(num_steps=30, lam=1.0, eta=0.85), dict(num_steps=30, lam=2.0)]),
+    "ScoreALD": ("lit_ip.methods.score_ald.ScoreALD", [dict(num_steps=10, langevin_steps=3, delta=0.5, schedule=LOGSNR_1),
+                                                       dict(num_steps=15, langevin_steps=2, delta=0.7, schedule=LOGSNR_1)]),
+    "SNIPS": ("lit_ip.methods.snips.SNIPS", [dict(num_steps=10, langevin_steps=3, delta=0.5, schedule=LOGSNR_1),
+                                             dict(num_steps=15, langevin_steps=2, delta=0.7, schedule=LOGSNR_1)]),
     "KadkhodaieSimoncelli": ("lit_ip.methods.kadkhodaie.KadkhodaieSimoncelli",
-                             [dict(num_steps=40, h0=0.1, beta=0.3, sigma_min=0.02), dict(num_steps=40, h0=0.1, beta=0.6, sigma_min=0.02)]),
-    "OTODE": ("lit_ip.methods.otode.OTODE", [dict(num_steps=30, t_start=0.8), dict(num_steps=30, t_start=1.0)]),
+                             [dict(num_steps=40, h0=0.1, beta=0.3, sigma_min=0.02, svd_cutoff=0.05),
+                              dict(num_steps=40, h0=0.2, beta=0.2, sigma_min=0.02, svd_cutoff=0.05)]),
+    "OTODE": ("lit_ip.methods.otode.OTODE", [dict(num_steps=30, t_start=0.5, svd_cutoff=0.05),
+                                             dict(num_steps=30, t_start=0.4, svd_cutoff=0.05)]),
+    "DDNMTimeTravel": ("lit_ip.methods.ddnm_timetravel.DDNMTimeTravel",
+                       [dict(num_steps=10, jump=3, repeats=3, svd_cutoff=0.05)]),
+    # reference: an existing method at the demo's settings
+    "DDNMPlus": ("lit_ip.methods.ddnm.DDNMPlus", [dict(num_steps=25, svd_cutoff=0.05)]),
 }
 
 

@@ -209,3 +209,23 @@ def test_truncated_pseudo_inverse_of_ilvr_and_mcg():
               KadkhodaieSimoncelli(10, svd_cutoff=0.1), OTODE(10, svd_cutoff=0.1)):
         with pytest.raises(ValueError, match=f"{m.name} with svd_cutoff.*NoSVD"):
             run(m, NoSVD(pr.operator.matrix))
+
+
+def test_shipped_method_configs_build_their_method():
+    """Every ``configs/method/NAME.yaml`` has the layout ``model.init_args.methods.NAME`` and builds."""
+    from pathlib import Path
+
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from lit_ip.methods.base import Method
+    from lit_ip.methods.registry import METHODS
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "method").glob("*.yaml"))
+    assert len(files) >= 12
+    parser = ArgumentParser()
+    parser.add_argument("--method", type=Method)
+    for f in files:
+        methods = yaml.safe_load(f.read_text())["model"]["init_args"]["methods"]
+        assert list(methods) == [f.stem], f
+        method = parser.instantiate(parser.parse_object({"method": methods[f.stem]})).method
+        assert type(method) is METHODS[f.stem].cls, f
