@@ -79,13 +79,20 @@ class KadkhodaieSimoncelli(Method):
             k += 1
         return out
 
+    def times(self, path) -> list:
+        """The path times of the plan's levels (bisection, cached per path and plan)."""
+        key = (repr(path), float(path.scale), self.h0, self.beta, self.sigma0, self.sigma_min, self.num_steps)
+        cache = self.__dict__.setdefault("_times", {})
+        if key not in cache:
+            cache[key] = [path.snap(time_at_level(path, sigma)) for sigma, _ in self.plan()]
+        return cache[key]
+
     def sample(self, prior, operator, y, rng, noise=None):
         p = self.setup(prior, operator, y, noise)
         op = p.operator
         u = 0.5 + self.sigma0 * rng.randn((y.shape[0], *prior.image_shape)).to(y)
         with torch.no_grad():
-            for sigma, h in self.plan():
-                t = prior.path.snap(time_at_level(prior.path, sigma))
+            for (sigma, h), t in zip(self.plan(), self.times(prior.path)):
                 a, _ = prior.coefficients(t, y)
                 r = prior.denoise(a * u, t) - u
                 d = r - pinv(p, op(r), self.svd_cutoff) + pinv(p, y - op(u), self.svd_cutoff)
