@@ -87,12 +87,14 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(CANDIDATES))
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--out", default=None, help="append JSON lines of results here")
+    ap.add_argument("--prior", default="natural_ddpm", help="shipped prior name (natural_rf: the flow prior)")
+    ap.add_argument("--shipped", action="store_true", help="run the settings of configs/method/NAME.yaml instead")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     data = NaturalCrops(split="train", size=32)
     idx = [int(i) for i in torch.linspace(0, len(data) - 1, args.crops).round().tolist()]
     x = torch.stack([data[i]["image"] for i in idx])
-    prior = PretrainedPrior("natural_ddpm").eval()
+    prior = PretrainedPrior(args.prior).eval()
     for p in prior.parameters():
         p.requires_grad_(False)
     problems = {}
@@ -102,6 +104,9 @@ def main(argv=None):
     print("trivial:", {k: (v[3][0], round(v[3][1], 2)) for k, v in problems.items()}, flush=True)
     for m in args.methods.split(","):
         path, settings = CANDIDATES[m]
+        if args.shipped:
+            spec = yaml.safe_load((REPO / f"configs/method/{m}.yaml").read_text())["model"]["init_args"]["methods"][m]
+            path, settings = spec["class_path"], [spec["init_args"]]
         for s in settings:
             row, t0 = {}, time.time()
             for name, (op, noise, y, (tname, tpsnr)) in problems.items():
