@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from lit_ip.cli import main as cli
-from lit_ip.data.shards import (ShardDataModule, ShardError, ShardSource, collate_items, count_samples,
-                                read_skipped)
+from lit_ip.data.shards import ShardError, ShardSource, collate_items, count_samples, read_skipped
+from lit_ip.lightning.datamodules import ShardDataModule
 
 
 def write_folder(root, n=7, size=12, seed=0):
@@ -181,7 +181,7 @@ model:
     num_samples: 2
     seed: 0
 data:
-  class_path: lit_ip.data.shards.ShardDataModule
+  class_path: lit_ip.lightning.datamodules.ShardDataModule
   init_args: {{shards: {shards}, batch_size: 2}}
 """
 

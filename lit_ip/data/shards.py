@@ -8,7 +8,7 @@ none -- plus the position in its shard), so per-sample seeds do not depend on ho
 shards are split.
 
 Splitting: :meth:`ShardSource.assign` gives rank ``r`` of ``w`` the shards ``r, r+w, ...``;
-:class:`ShardDataModule` calls it in ``setup()`` from ``trainer.global_rank`` /
+:class:`lit_ip.lightning.datamodules.ShardDataModule` calls it in ``setup()`` from ``trainer.global_rank`` /
 ``world_size`` (never from environment variables inside workers), and webdataset gets
 ``nodesplitter=None``, ``shardshuffle=False`` and splits that list over workers. Ranks
 may get different numbers of items; nothing here is a collective.
@@ -30,7 +30,6 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
 from .make_shards import IMAGE_EXTS, MANIFEST
@@ -288,50 +287,3 @@ def collate_items(items: list[dict]) -> dict:
     if any("meta" in it for it in items):
         out["meta"] = [it.get("meta", {}) for it in items]
     return out
-
-
-class ShardDataModule(LightningDataModule):
-    """Prediction data from webdataset shards; each rank's shard list is set in ``setup()``.
-
-    Args:
-        shards, on_error, channels: see :class:`ShardSource`.
-        batch_size, num_workers: DataLoader settings (``num_workers=0`` on small machines;
-            with workers, use at least ``world_size * num_workers`` shards or some idle).
-        errors_dir: where skipped samples are listed (one file per rank).
-    """
-
-    def __init__(self, shards: Union[str, list[str]], batch_size: int = 8, num_workers: int = 0,
-                 on_error: str = "raise", channels: Optional[int] = None, errors_dir: Optional[str] = None):
-        super().__init__()
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        self.shards, self.batch_size, self.num_workers = shards, int(batch_size), int(num_workers)
-        self.on_error, self.channels, self.errors_dir = on_error, channels, errors_dir
-        self.source: Optional[ShardSource] = None
-
-    def report_skipped_to(self, errors_dir) -> None:
-        """List skipped samples in ``errors_dir`` unless configured otherwise (the prediction
-        writer points this into its output folder so the run summary can list them)."""
-        if self.errors_dir is None:
-            self.errors_dir = str(errors_dir)
-            if self.source is not None:
-                self.source.errors_dir = self.errors_dir
-
-    def setup(self, stage: Optional[str] = None) -> None:
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        self.source = ShardSource(self.shards, on_error=self.on_error, errors_dir=self.errors_dir,
-                                  channels=self.channels)
-        self.source.assign(rank, world)
-
-    def predict_dataloader(self) -> DataLoader:
-        if self.source is None:
-            self.setup("predict")
-        return DataLoader(self.source, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=collate_items, persistent_workers=False)
-
-    def skipped(self) -> list[dict]:
-        """Samples skipped so far (all ranks when ``errors_dir`` is set, else this process)."""
-        if self.errors_dir is not None:
-            return read_skipped(self.errors_dir)
-        return list(self.source.skipped) if self.source is not None else []
