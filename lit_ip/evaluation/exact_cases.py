@@ -1,6 +1,7 @@
 """Every registered method on the exact-posterior problems: the settings and the runner that the
-tests (``tests/test_exact_posterior.py``, ``tests/test_more_methods.py``) and the benchmarks
-(``benchmarks/exact_posterior_table.py``, ``benchmarks/exact_posterior_more_methods.py``) share.
+tests (``tests/test_exact_posterior.py``, ``tests/test_more_methods.py``,
+``tests/test_methods_breadth.py``) and the benchmarks (``benchmarks/exact_posterior_table.py``,
+``benchmarks/exact_posterior_more_methods.py``, ``benchmarks/exact_posterior_breadth.py``) share.
 
 The rows are :data:`lit_ip.methods.registry.METHODS`: a newly registered method gets a row with
 its quick-case settings and ``num_steps = 100`` (:data:`DEFAULT`); an entry of :data:`SETTINGS`
