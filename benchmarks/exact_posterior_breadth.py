@@ -55,7 +55,7 @@ NOTES = """## Reading the table
 * Only the annealed Langevin methods (Score-ALD, SNIPS; 50 levels x 20 steps) come near it on
   noisy data (SNIPS vp: 0.28 / 0.95 inpainting, 0.34 / 0.88 dense) and re-weight the mixture
   modes (SNIPS 0.08, Unconditional 0.39). At sigma_y = 1e-3 they keep the last level's noise
-  (cov 73-112): the output is the state at sigma_L, no final denoising step (as the papers).
+  (cov 40-475): the output is the state at sigma_L, no final denoising step (as the papers).
 * Replacement / projection (Score-SDE, ILVR, RePaint, MCG, DDS, Kadkhodaie-Simoncelli) copy the
   measurement: the measured coordinates lose their spread (cov about sqrt(8) = 2.83 for 8 observed
   pixels; 4.00 = sqrt(16) on the identity, where they return y). With the full A^+ of the

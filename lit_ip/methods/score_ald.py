@@ -17,7 +17,7 @@ annealed parameter; proportional to the level here). Units: ``sigma`` in [0, 1] 
 (half the [-1, 1] value); ``delta`` and ``gamma`` are scale-free. Levels where ``a = 0`` (a flow at
 ``t = 1``) are skipped. The output is the state at the last level (no final denoising step, as
 the paper), so it keeps that level's noise ``sigma_L``: it shows on noiseless problems with
-``sigma_y < sigma_L`` (``benchmarks/exact_posterior_breadth.md``, sigma_y = 1e-3: cov 79-112). The paper's MRI operator is complex; here any real linear operator.
+``sigma_y < sigma_L`` (``benchmarks/exact_posterior_breadth.md``, sigma_y = 1e-3: cov 79-475 on vp). The paper's MRI operator is complex; here any real linear operator.
 
 Real images (shipped settings ``configs/method/ScoreALD.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 26.70, sr_4x
