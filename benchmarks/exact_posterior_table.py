@@ -68,7 +68,13 @@ NOTES = """## Reading the table
 * RED-diff and DMPlug are point estimates (spread 0.1-0.4): their moment errors are those of a
   point, their `dist` (0.65-0.74 vp) is the relevant figure.
 * On the flow path PiGDM with eta = 0 is much worse than on VP (mean 3.91 against 1.75), and
-  DMPS-rf's mode weights are worse than ignoring y (0.48 against 0.36).
+  DMPS-rf's mode weights are worse than ignoring y (0.48 against 0.36).* The survey-breadth rows (Score-SDE to OT-ODE; their operator-kind and noise-level grid is
+  `exact_posterior_breadth.md`): SNIPS and Score-ALD (50 levels x 20 Langevin steps) are near
+  the floor (vp mean 0.18 / 0.26, cov 0.43 / 0.44; only MomentMatching has a smaller cov) but
+  barely re-weight the mixture (modes 0.21 / 0.18); OT-ODE is next (0.41 / 0.63) and the best of them on the
+  null-space modes (0.058). The noiseless projections (ILVR, RePaint, MCG, DDS, K-S, DDNM time
+  travel) copy the noise into the range of A like DDNM (mean 2.5-3.9). Score-SDE (lam = 1) and
+  MPGD (lr = 1) diverge: ||A||^2 is about 2.9 here, above the 2 of a stable A^T step.
 """
 
 

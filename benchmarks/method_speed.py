@@ -46,6 +46,10 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=None, help="comma-separated registry names (Unconditional is always run)")
+    ap.add_argument("--num-steps", type=int, default=None, help="override every case's num_steps (amortises setup)")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="statistic over rounds (min: the least disturbed round, for a loaded machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -58,23 +62,28 @@ def main(argv=None) -> None:
     x = torch.rand(args.batch, *SHAPE, generator=torch.Generator().manual_seed(1))
     y = GaussianNoise(0.05).sample(op(x), SampleRNG.for_indices(indices, 0, "measurement"))
     names = [n for n in METHODS if n not in SKIP]
+    if args.only:
+        keep = {"Unconditional", *args.only.split(",")}
+        names = [n for n in names if n in keep]
+    overrides = {} if args.num_steps is None else {"num_steps": args.num_steps}
     print(f"UNet2DModel 32x32x3 ({sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters), "
-          f"batch {args.batch}, {args.threads} thread(s), median of {args.repeats} interleaved rounds; "
+          f"batch {args.batch}, {args.threads} thread(s), {args.stat} of {args.repeats} interleaved rounds; "
           f"skipped (analytic priors only): {sorted(SKIP)}")
     runs = {n: [] for n in names}
     counts = {}
     for r in range(args.repeats + 1):  # round 0 warms up
         for n in names:
-            t, counts[n] = one_run(METHODS[n].build(), prior, op, y, args.batch, r)
+            t, counts[n] = one_run(METHODS[n].build(**overrides), prior, op, y, args.batch, r)
             if r:
                 runs[n].append(t)
-    per_eval = {n: statistics.median(runs[n]) / max(counts[n]["nfe"], 1) for n in names}
+    stat = statistics.median if args.stat == "median" else min
+    per_eval = {n: stat(runs[n]) / max(counts[n]["nfe"], 1) for n in names}
     base = per_eval["Unconditional"]
     print("\n| method | nfe | nfe_backward | ms per sample | ms per forward evaluation | x unconditional |")
     print("|---|---|---|---|---|---|")
     for n in names:
         c = counts[n]
-        t = statistics.median(runs[n]) / args.batch
+        t = stat(runs[n]) / args.batch
         print(f"| {n} | {c['nfe']:g} | {c['nfe_backward']:g} | {1000 * t:.1f} | "
               f"{1000 * per_eval[n] / args.batch:.2f} | {per_eval[n] / base:.2f} |", flush=True)
 

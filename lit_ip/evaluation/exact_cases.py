@@ -1,6 +1,7 @@
 """Every registered method on the exact-posterior problems: the settings and the runner that the
-tests (``tests/test_exact_posterior.py``, ``tests/test_more_methods.py``) and the benchmarks
-(``benchmarks/exact_posterior_table.py``, ``benchmarks/exact_posterior_more_methods.py``) share.
+tests (``tests/test_exact_posterior.py``, ``tests/test_more_methods.py``,
+``tests/test_methods_breadth.py``) and the benchmarks (``benchmarks/exact_posterior_table.py``,
+``benchmarks/exact_posterior_more_methods.py``, ``benchmarks/exact_posterior_breadth.py``) share.
 
 The rows are :data:`lit_ip.methods.registry.METHODS`: a newly registered method gets a row with
 its quick-case settings and ``num_steps = 100`` (:data:`DEFAULT`); an entry of :data:`SETTINGS`
@@ -43,7 +44,25 @@ SETTINGS: dict[str, dict] = {
                  n=1000),                                   # tau=None: the exact likelihood
     "TDS": dict(num_steps=100, num_particles=4, twist="pigdm", n=1000),
     "DMPlug": dict(num_steps=3, iterations=300, lr=2e-2, select="es-wmv", n=400),
+    # the survey-breadth methods (docs/method_breadth.md): their constructor defaults at 100 steps
+    # unless noted (spelled out: the registry's quick-case settings would override them); eta
+    # stays 1 on the flow path too (DSG needs eta > 0; the replacement methods are stochastic)
+    "ScoreSDE": dict(num_steps=100),
+    "ScoreALD": dict(num_steps=50, langevin_steps=20, delta=0.2),
+    "SNIPS": dict(num_steps=50, langevin_steps=20, delta=0.2),
+    "ILVR": dict(num_steps=100),
+    "RePaint": dict(num_steps=50, jump=5, repeats=3),
+    "DDNMTimeTravel": dict(num_steps=100, jump=5, repeats=2),
+    "MCG": dict(num_steps=100, zeta=0.5),
+    "DDS": dict(num_steps=100, cg_iters=5),
+    "MPGD": dict(num_steps=100, lr=1.0),
+    "DSG": dict(num_steps=100, w=0.1),
+    "KadkhodaieSimoncelli": dict(num_steps=1000, h0=0.01, beta=0.1, sigma_min=0.01),
+    "OTODE": dict(num_steps=100),
 }
+#: the survey-breadth rows (benchmarks/exact_posterior_breadth.py, tests/test_methods_breadth.py)
+BREADTH = ("ScoreSDE", "ScoreALD", "SNIPS", "ILVR", "RePaint", "DDNMTimeTravel", "MCG", "DDS", "MPGD", "DSG",
+           "KadkhodaieSimoncelli", "OTODE")
 N_SAMPLES = 2000               # draws per run unless a setting says "n"
 POINT_ESTIMATES = ("REDDiff", "DMPlug")   # judged by point_errors, not by the moments
 
@@ -75,34 +94,36 @@ def operator_kind(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def problem(kind: str = "gaussian", path: str = "vp", operator: str = "dense") -> E.ExactProblem:
+def problem(kind: str = "gaussian", path: str = "vp", operator: str = "dense", sigma: float = 0.1) -> E.ExactProblem:
     """The shared problems: ``gaussian``, ``mixture`` (= ``mixture-range``) and ``mixture-null``
-    (:func:`lit_ip.evaluation.exact.mixture_problem` layouts), d = 16, m = 8, sigma = 0.1."""
+    (:func:`lit_ip.evaluation.exact.mixture_problem` layouts), d = 16, m = 8, sigma = 0.1 unless
+    ``sigma`` says otherwise (e.g. 1e-3: the noiseless setting of replacement methods)."""
     if kind == "gaussian":
-        return E.gaussian_problem(path, operator=operator)
+        return E.gaussian_problem(path, operator=operator, sigma=sigma)
     layout = kind.split("-")[1] if "-" in kind else "range"
-    return E.mixture_problem(path, layout, operator=operator)
+    return E.mixture_problem(path, layout, operator=operator, sigma=sigma)
 
 
 @functools.lru_cache(maxsize=None)
-def _draws(name, kind, path, n, seed, operator):
-    return E.draws(method(name, path), problem(kind, path, operator), n, seed)
+def _draws(name, kind, path, n, seed, operator, sigma):
+    return E.draws(method(name, path), problem(kind, path, operator, sigma), n, seed)
 
 
 def run(name: str, kind: str = "gaussian", path: str = "vp", n: Optional[int] = None, seed: int = 1,
-        operator: Optional[str] = None):
+        operator: Optional[str] = None, sigma: float = 0.1):
     """Draws of registered method ``name`` (its :func:`settings`) on :func:`problem` ``kind`` with
     ``operator`` (default: :func:`operator_kind`), cached per session: tests bounding the same run
     share it."""
-    return _draws(name, kind, path, n or num_draws(name), seed, operator or operator_kind(name))
+    return _draws(name, kind, path, n or num_draws(name), seed, operator or operator_kind(name), float(sigma))
 
 
 def errors(name: str, kind: str = "gaussian", path: str = "vp", n: Optional[int] = None, seed: int = 1,
-           operator: Optional[str] = None) -> dict:
+           operator: Optional[str] = None, sigma: float = 0.1) -> dict:
     """:func:`lit_ip.evaluation.exact.all_errors` of :func:`run`."""
     operator = operator or operator_kind(name)
-    return E.all_errors(run(name, kind, path, n, seed, operator), problem(kind, path, operator))
+    return E.all_errors(run(name, kind, path, n, seed, operator, sigma), problem(kind, path, operator, float(sigma)))
 
 
-__all__ = ["DEFAULT", "SETTINGS", "N_SAMPLES", "POINT_ESTIMATES", "settings", "method", "num_draws", "operator_kind", "problem",
+__all__ = ["DEFAULT", "SETTINGS", "BREADTH", "N_SAMPLES", "POINT_ESTIMATES", "settings", "method", "num_draws",
+           "operator_kind", "problem",
            "run", "errors"]

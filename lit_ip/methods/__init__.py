@@ -18,10 +18,24 @@ from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .smc import SMC, TDS
+from .score_sde import ScoreSDE
+from .score_ald import ScoreALD
+from .snips import SNIPS
+from .ilvr import ILVR
+from .repaint import RePaint
+from .ddnm_timetravel import DDNMTimeTravel
+from .mcg import MCG
+from .dds import DDS
+from .mpgd import MPGD
+from .dsg import DSG
+from .kadkhodaie import KadkhodaieSimoncelli
+from .otode import OTODE
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
+    "ScoreSDE", "ScoreALD", "SNIPS", "ILVR", "RePaint", "DDNMTimeTravel", "MCG", "DDS", "MPGD", "DSG",
+    "KadkhodaieSimoncelli", "OTODE",
 ]

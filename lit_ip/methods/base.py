@@ -19,6 +19,7 @@ problems", arXiv:2410.00083, Eq. 3.1: "error vector, lifting matrix, step size")
 ``post_step``       after the step: projection (MCG), replacement (ILVR, Score-SDE)
 ``renoise``         a move to a *noisier* time, for schedules that jump back (RePaint, DDNM
                     time travel: :class:`~lit_ip.sampling.schedules.Resampling`)
+``initial_state``   the state at the first time (default: a draw of ``p_T``; OT-ODE: noised ``A^+ y``)
 ==================  =============================================================================
 
 Whole-loop methods (RED-diff, DAPS, DMPlug, SMC) override :meth:`Method.sample` and reuse the
@@ -252,6 +253,11 @@ class GuidedMethod(Method):
         """Modify the new state (projection, replacement); default: none."""
         return x
 
+    def initial_state(self, p: Problem, t0, rng) -> Tensor:
+        """The state at the first time ``t0`` (default: the prior's draw of ``p_{t0}``); methods that start
+        from a measurement-dependent state (OT-ODE's noised pseudo-inverse) override it."""
+        return p.prior.init_noise(p.y.shape[0], rng, t0).to(p.y.device)
+
     def renoise(self, x: Tensor, a: Tensor, b: Tensor, a_next: Tensor, b_next: Tensor, p: Problem, rng) -> Tensor:
         """Forward move to a noisier time: ``x' = (a'/a) x + sqrt(b'^2 - (a' b / a)^2) z`` (the path's
         transition ``q(x_t' | x_t)``)."""
@@ -263,7 +269,7 @@ class GuidedMethod(Method):
         p = self.setup(prior, operator, y, noise)
         p.state.update(self.prepare(p) or {})
         pairs = self.pairs(prior)
-        x = prior.init_noise(y.shape[0], rng, pairs[0][0]).to(y.device)
+        x = self.initial_state(p, pairs[0][0], rng)
         index = 0
         for t, t_next in pairs:
             a, b = prior.coefficients(t, x)

@@ -25,6 +25,18 @@ from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .smc import TDS
+from .score_sde import ScoreSDE
+from .score_ald import ScoreALD
+from .snips import SNIPS
+from .ilvr import ILVR
+from .repaint import RePaint
+from .ddnm_timetravel import DDNMTimeTravel
+from .mcg import MCG
+from .dds import DDS
+from .mpgd import MPGD
+from .dsg import DSG
+from .kadkhodaie import KadkhodaieSimoncelli
+from .otode import OTODE
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,18 @@ METHODS: dict[str, MethodCase] = {
     "DAPS": MethodCase(DAPS, dict(num_steps=4, ode_steps=2, langevin_steps=3, lr=1e-3)),
     "TDS": MethodCase(TDS, dict(num_steps=6, num_particles=3)),
     "DMPlug": MethodCase(DMPlug, dict(num_steps=2, iterations=4, lr=2e-2, select="last")),
+    "ScoreSDE": MethodCase(ScoreSDE, dict(num_steps=6)),
+    "ScoreALD": MethodCase(ScoreALD, dict(num_steps=4, langevin_steps=2)),
+    "SNIPS": MethodCase(SNIPS, dict(num_steps=4, langevin_steps=2)),
+    "ILVR": MethodCase(ILVR, dict(num_steps=6)),
+    "RePaint": MethodCase(RePaint, dict(num_steps=6, jump=2, repeats=2)),
+    "DDNMTimeTravel": MethodCase(DDNMTimeTravel, dict(num_steps=6, jump=2, repeats=2)),
+    "MCG": MethodCase(MCG, dict(num_steps=6, zeta=0.05)),
+    "DDS": MethodCase(DDS, dict(num_steps=6, cg_iters=2)),
+    "MPGD": MethodCase(MPGD, dict(num_steps=6, lr=0.5)),
+    "DSG": MethodCase(DSG, dict(num_steps=6, w=0.2)),
+    "KadkhodaieSimoncelli": MethodCase(KadkhodaieSimoncelli, dict(num_steps=6, h0=0.2, beta=0.5, sigma_min=0.05)),
+    "OTODE": MethodCase(OTODE, dict(num_steps=6)),
 }
 
 

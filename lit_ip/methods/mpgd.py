@@ -1,0 +1,64 @@
+"""Manifold preserving guided diffusion (MPGD), He, Murata, Lai, Takida, Uesaka, Kim, Liao, Mitsufuji,
+Kolter, Salakhutdinov & Ermon 2024, ICLR (arXiv:2311.16424), pixel-space version (Algorithm 1,
+"MPGD w/o projection"; the survey's Eqs. 3.80-3.82).
+
+MPGD steps on the Tweedie estimate itself instead of the noisy state, so no gradient passes
+through the network (the gradient of the data fit lives on the tangent space of the clean-data
+manifold at ``x0_hat``), then takes the unconditional DDIM step with the corrected estimate:
+
+    x0_c = x0_hat - c_t grad_{x0} ||y - A(x0)||^2 |_{x0_hat},     x_next = DDIM(x_t, x0_c),
+
+repeated ``inner_steps`` times (the paper's optional multi-step variant). Step schedule
+``c_t = lr * a'`` (ours: the step grows with the signal weight of the next time, so the early,
+uninformative estimates move little). Works for any differentiable operator and any
+noise model (the squared residual is unweighted). Units: ``||y - A x||^2`` is 4 times smaller on
+[0, 1] images and its gradient in ``x`` 2 times smaller, so the paper's step on [-1, 1] images is
+``lr = 2 c`` here.
+
+Real images (shipped settings ``configs/method/MPGD.yaml``, chosen on 4 training crops with the
+natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.50, sr_4x
+11.47, inpaint_70 16.30, inpaint_box 24.81, deblur 26.97, colorize 16.17. It does not beat the best
+trivial estimate on: denoise 20.50 vs measurement 20.50; sr_4x 11.47 vs pinv 23.66; colorize 16.17
+vs grey 25.30. Why: the step on ``x0_hat`` is too weak for 4x pooling (its gradient has norm 1/16)
+and larger steps break the other tasks (lr = 2: 19.5 dB on SR but 9.6 dB on denoising); colour as
+Score-SDE.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..sampling.schedules import Schedule
+from .base import GuidedMethod
+
+
+class MPGD(GuidedMethod):
+    """MPGD pixel-space (He et al. 2024): ``x0_c = x0_hat - lr a' grad ||y - A(x0)||^2`` (no network
+    backward), then DDIM.
+
+    Args:
+        num_steps: network evaluations.
+        eta: DDIM stochasticity.
+        lr: gradient step in [0, 1] units (see above).
+        inner_steps: gradient steps per network evaluation.
+    """
+
+    requires = ("differentiable",)
+
+    def __init__(self, num_steps: int = 50, eta: float = 1.0, lr: float = 1.0, inner_steps: int = 1,
+                 schedule: Optional[Schedule] = None):
+        super().__init__(num_steps, eta, schedule)
+        if not float(lr) >= 0 or int(inner_steps) < 1:
+            raise ValueError(f"MPGD needs lr >= 0 and inner_steps >= 1, got {lr}, {inner_steps}")
+        self.lr, self.inner_steps = float(lr), int(inner_steps)
+
+    def estimate(self, s, p):
+        x0 = s.x0.detach()
+        step = self.lr * s.a_next
+        with torch.enable_grad():
+            for _ in range(self.inner_steps):
+                x = x0.requires_grad_(True)
+                (g,) = torch.autograd.grad((p.fit.residual(x) ** 2).sum(), x)
+                x0 = (x - step * g).detach()
+        return x0
