@@ -92,6 +92,9 @@ class PretrainedPrior(NetworkPrior):
                  clip_x0: Optional[bool] = None):
         d = resolve_prior_dir(path_or_name)
         meta = read_prior_json(d)
+        if "non_isotropic" in meta:
+            raise ValueError(f"{d} holds a non-isotropic prior: load it with "
+                             f"lit_ip.priors.nonisotropic_network.NonIsotropicPretrainedPrior")
         network = load_network(d)
         shape = [int(s) for s in (image_shape or meta["image_shape"])]
         if shape[0] != network.in_channels:
