@@ -13,6 +13,7 @@ from .dmplug import DMPlug, DMPlugResult
 from .dmps import DMPS
 from .dps import DPS
 from .dpsw import DPSw
+from .exact_inpainting import ExactInpainting
 from .likelihood import DataFit, GaussianFit, PoissonFit, data_fit
 from .moment_matching import MomentMatching
 from .pigdm import PiGDM
@@ -24,4 +25,5 @@ __all__ = [
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
+    "ExactInpainting",
 ]

@@ -21,6 +21,7 @@ from .dmplug import DMPlug
 from .dmps import DMPS
 from .dps import DPS
 from .dpsw import DPSw
+from .exact_inpainting import ExactInpainting
 from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
@@ -67,6 +68,7 @@ METHODS: dict[str, MethodCase] = {
     "DAPS": MethodCase(DAPS, dict(num_steps=4, ode_steps=2, langevin_steps=3, lr=1e-3)),
     "TDS": MethodCase(TDS, dict(num_steps=6, num_particles=3)),
     "DMPlug": MethodCase(DMPlug, dict(num_steps=2, iterations=4, lr=2e-2, select="last")),
+    "ExactInpainting": MethodCase(ExactInpainting, dict(num_steps=6), analytic_only=True),
 }
 
 

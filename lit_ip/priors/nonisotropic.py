@@ -147,18 +147,21 @@ class NonIsotropicPath:
         return f"{type(self).__name__}({args})"
 
 
-def inpainting_pseudo_observation(u: Tensor, y: Tensor, mask: Tensor, sigma, sigma_y: float
+def inpainting_pseudo_observation(u: Tensor, y: Tensor, mask: Tensor, sigma, sigma_y
                                   ) -> tuple[Tensor, Tensor]:
     """Eqs. 9-10: ``(m, s)`` with ``p(x0 | u, y) = p(x0 | x0 + s ⊙ n = m)`` for ``u = x0 + sigma eps``
     and ``y = mask ⊙ (x0 + sigma_y n')``.
 
     Observed pixels: ``m = (sigma_y^2 u + sigma^2 y) / (sigma^2 + sigma_y^2)``,
     ``s = sigma sigma_y / sqrt(sigma^2 + sigma_y^2)``; missing pixels: ``m = u``, ``s = sigma``.
-    ``sigma`` may be a scalar tensor or a map; ``sigma_y = 0`` gives ``m = y``, ``s = 0`` where observed.
+    ``sigma`` and ``sigma_y`` may be scalars or maps; ``sigma_y = 0`` gives ``m = y``, ``s = 0`` where
+    observed. (In an SVD operator's coordinates the same holds per coordinate with
+    ``y -> (U^T y)_j / s_j`` and ``sigma_y -> sigma_y / s_j``.)
     """
     sigma = torch.as_tensor(sigma).to(u)
     mask = mask.to(u)
-    den = sigma ** 2 + sigma_y ** 2
+    sigma_y = torch.as_tensor(sigma_y).to(u)
+    den = (sigma ** 2 + sigma_y ** 2).clamp_min(1e-300)
     m_obs = (sigma_y ** 2 * u + sigma ** 2 * y) / den
     s_obs = sigma * sigma_y / den.sqrt()
     m = mask * m_obs + (1 - mask) * u
@@ -167,17 +170,28 @@ def inpainting_pseudo_observation(u: Tensor, y: Tensor, mask: Tensor, sigma, sig
 
 
 # --- analytic priors ------------------------------------------------------------------
-def mixture_log_density_map(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor) -> Tensor:
-    """``log p_sigma(u) = log sum_k w_k N(u; m_k, C_k + diag(sigma^2))`` per row (B,), float64."""
-    return _mixture_terms(prior, u, sigma)[1]
+def mixture_log_density_map(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor,
+                            basis: Optional[Tensor] = None) -> Tensor:
+    """``log p_sigma(u) = log sum_k w_k N(u; m_k, C_k + S)`` per row (B,), float64."""
+    return _mixture_terms(prior, u, sigma, basis)[1]
 
 
-def _mixture_terms(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor):
+def _noise_cov(u: Tensor, sigma: Tensor, basis: Optional[Tensor]) -> Tensor:
+    """(B, d, d): ``diag(sigma^2)`` (pixel levels), or ``V diag(sigma^2) V^T`` for levels (B, d)
+    along the orthonormal columns of ``basis`` (an operator's SVD basis)."""
+    if basis is None:
+        s2 = torch.as_tensor(sigma).to(u).expand_as(u).flatten(1).to(torch.float64) ** 2
+        return torch.diag_embed(s2)
+    V = basis.to(torch.float64)
+    s2 = torch.as_tensor(sigma).to(torch.float64).reshape(-1, V.shape[1]).expand(u.shape[0], -1) ** 2
+    return torch.einsum("dn,bn,en->bde", V, s2, V)
+
+
+def _mixture_terms(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor, basis: Optional[Tensor] = None):
     x = u.flatten(1).to(torch.float64)                                        # (B, d)
-    s2 = (torch.as_tensor(sigma).to(u).expand_as(u).flatten(1).to(torch.float64)) ** 2
     means, covs = prior.means.to(x), prior.covs.to(x)                         # (K, d), (K, d, d)
     d = x.shape[1]
-    S = covs[None] + torch.diag_embed(s2)[:, None]                            # (B, K, d, d)
+    S = covs[None] + _noise_cov(u, sigma, basis)[:, None]                     # (B, K, d, d)
     jitter = 1e-12 * torch.diagonal(S, dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
     L = torch.linalg.cholesky(S + jitter[..., None, None] * torch.eye(d, dtype=x.dtype))
     r = x[:, None] - means[None]                                              # (B, K, d)
@@ -189,10 +203,12 @@ def _mixture_terms(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor):
     return comp, torch.logsumexp(logp, 1), torch.softmax(logp, 1)
 
 
-def mixture_denoise_map(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor) -> Tensor:
-    """Closed-form ``E[x0 | u = x0 + sigma ⊙ n]`` of a Gaussian mixture (module docstring)."""
+def mixture_denoise_map(prior: GaussianMixturePrior, u: Tensor, sigma: Tensor,
+                        basis: Optional[Tensor] = None) -> Tensor:
+    """Closed-form ``E[x0 | u = x0 + noise]`` of a Gaussian mixture, with noise ``sigma ⊙ n`` per
+    pixel or, given ``basis`` (d, d) orthonormal columns ``V``, ``V (sigma ⊙ n)`` (module docstring)."""
     prior.check_images(u, "u")
-    comp, _, resp = _mixture_terms(prior, u, sigma)
+    comp, _, resp = _mixture_terms(prior, u, sigma, basis)
     return (resp[..., None] * comp).sum(1).to(u.dtype).view_as(u)
 
 
@@ -202,18 +218,22 @@ def has_denoise_map(prior) -> bool:
     return callable(getattr(prior, "denoise_map", None)) or isinstance(prior, GaussianMixturePrior)
 
 
-def denoise_map(prior, u: Tensor, sigma: Tensor) -> Tensor:
-    """``E[x0 | u = x0 + sigma ⊙ n]`` of ``prior`` (counted in ``prior.evaluations``).
+def denoise_map(prior, u: Tensor, sigma: Tensor, basis: Optional[Tensor] = None) -> Tensor:
+    """``E[x0 | u = x0 + sigma ⊙ n]`` of ``prior`` (counted in ``prior.evaluations``); with ``basis``
+    the levels ``sigma`` (B, d) are along its columns instead of the pixels (closed form only).
 
     Raises ValueError naming the prior when it has no non-isotropic denoiser: an isotropic network
     does not give one (the reason the paper calls Eq. 9 intractable for ordinary priors).
     """
     own = getattr(prior, "denoise_map", None)
     if callable(own):
+        if basis is not None:
+            raise ValueError(f"{type(prior).__name__} has a per-pixel non-isotropic denoiser; noise along "
+                             f"another basis (a non-diagonal operator's SVD) needs a Gaussian-mixture prior")
         return own(u, sigma)
     if isinstance(prior, GaussianMixturePrior):
         prior.evaluations.forward += int(u.shape[0])
-        return mixture_denoise_map(prior, u, sigma)
+        return mixture_denoise_map(prior, u, sigma, basis)
     raise ValueError(f"{type(prior).__name__} has no non-isotropic denoiser (a noise level per pixel); "
                      f"use a Gaussian (mixture) prior or a non-isotropic network prior "
                      f"(lit_ip.priors.nonisotropic_network)")

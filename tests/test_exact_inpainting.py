@@ -1,0 +1,99 @@
+"""ExactInpainting (Eqs. 9-10 with a non-isotropic denoiser) against the exact posterior of Gaussian and
+Gaussian-mixture priors, and the same samples through a network-prior wrapper of the exact denoiser."""
+import pytest
+import torch
+from test_exact_posterior import BatchRNG
+from test_noniso_training import OracleNoniso
+
+from lit_ip.methods import DPSw, ExactInpainting, Unconditional
+from lit_ip.methods.exactness import (draw_exact, gaussian_problem, mixture_problem, mode_weights, moment_errors,
+                                      posterior_as_prior)
+from lit_ip.operators.noise import GaussianNoise
+from lit_ip.priors.nonisotropic import NonIsotropicPath
+from lit_ip.priors.nonisotropic_network import NonIsotropicNetworkPrior
+from lit_ip.priors.paths import RectifiedFlowPath, VPPath
+
+N, STEPS = 2000, 200
+PATHS = {"vp": lambda: VPPath().scaled(0.5), "rf": lambda: RectifiedFlowPath().scaled(0.5)}
+
+
+def run(method, problem, n=N, seed=0):
+    return method.sample(problem.prior, problem.operator, problem.batch(n), BatchRNG(seed), GaussianNoise(problem.sigma))
+
+
+@pytest.mark.parametrize("path", ["vp", "rf"])
+@pytest.mark.parametrize("kind,operator,sigma", [("gaussian", "inpainting", 0.05), ("gaussian", "inpainting", 1e-3),
+                                                 ("gaussian", "dense", 0.05), ("mixture", "inpainting", 0.05)])
+def test_samples_are_those_of_the_exact_posterior_prior(kind, path, operator, sigma):
+    """E[x0 | x_t, y] of the prior = E[x0 | x_t] of the exact posterior, so with the same noise the
+    method's samples are those of the unconditional sampler run on the exact posterior (computed by
+    another route: Gaussian conditioning, then the isotropic denoiser)."""
+    make = gaussian_problem if kind == "gaussian" else mixture_problem
+    problem = make(sigma=sigma, operator=operator, path=PATHS[path]())
+    got = run(ExactInpainting(num_steps=30), problem, n=64)
+    ref = Unconditional(num_steps=30).sample(posterior_as_prior(problem), problem.operator, problem.batch(64),
+                                             BatchRNG(0))
+    assert torch.allclose(got, ref, atol=1e-6), float((got - ref).abs().max())
+
+
+def test_gaussian_posterior_moments_are_matched():
+    problem = gaussian_problem(sigma=0.05, operator="inpainting", path=PATHS["rf"]())
+    got = moment_errors(run(ExactInpainting(num_steps=STEPS), problem), problem.posterior)
+    ref = moment_errors(draw_exact(problem.posterior, N, seed=5), problem.posterior)
+    # exact draws: mean ~ 1 / sqrt(N) = 0.022, cov ~ 0.06; the time grid adds to the covariance error
+    assert got["mean"] < 0.05 and got["cov"] < ref["cov"] + 0.1, (got, ref)
+    uncond = moment_errors(Unconditional(num_steps=STEPS).sample(problem.prior, problem.operator, problem.batch(N),
+                                                                  BatchRNG(0)), problem.posterior)
+    assert uncond["mean"] > 5 * got["mean"] and uncond["cov"] > 3 * got["cov"], uncond   # the test can fail
+
+
+def test_noiseless_inpainting_keeps_the_observed_pixels():
+    problem = gaussian_problem(sigma=1e-3, operator="inpainting", path=PATHS["vp"]())
+    x = ExactInpainting(num_steps=20).sample(problem.prior, problem.operator, problem.batch(8), BatchRNG(1),
+                                             GaussianNoise(0.0))
+    mask = problem.operator.mask
+    assert torch.allclose(mask * x, (mask * problem.y).expand_as(x), atol=1e-6)
+
+
+def test_mixture_posterior_weights_are_matched():
+    problem = mixture_problem(operator="inpainting", sigma=0.05, target_weight=0.3, path=PATHS["vp"]())
+    x = run(ExactInpainting(num_steps=100), problem)
+    w = mode_weights(x, problem.posterior)
+    ref = mode_weights(draw_exact(problem.posterior, N, seed=5), problem.posterior)
+    assert float((w - ref).abs().sum()) / 2 < 0.05, (w, ref, problem.posterior.weights)
+    got = moment_errors(x, problem.posterior)
+    assert got["mean"] < 0.1, got
+
+
+def test_posterior_mean_agrees_with_dpsw_exact():
+    """Two derivations of E[x0 | x_t, y]: D(m, s) here, the information form of DPSw(mode='exact')."""
+    for operator in ("inpainting", "dense"):
+        problem = mixture_problem(operator=operator, sigma=0.05, path=PATHS["vp"]())
+        y = problem.batch(3)
+        mine, theirs = ExactInpainting(num_steps=4), DPSw(num_steps=4, mode="exact")
+        p1 = mine.setup(problem.prior, problem.operator, y, GaussianNoise(0.05))
+        p1.state.update(mine.prepare(p1))
+        p2 = theirs.setup(problem.prior, problem.operator, y, GaussianNoise(0.05))
+        p2.state.update(theirs.prepare(p2))
+        x = 0.5 + 0.3 * torch.randn(3, *problem.prior.image_shape, dtype=torch.float64)
+        for t in (100.0, 600.0):
+            a, b = problem.prior.coefficients(torch.tensor(t), x)
+            s = type("S", (), dict(x=x, a=a, b=b))()
+            assert torch.allclose(mine.posterior_mean(x, a, b, p1), theirs.exact_mean(s, p2), atol=1e-8), operator
+
+
+def test_network_wrapper_of_the_exact_denoiser_gives_the_same_samples():
+    problem = gaussian_problem(sigma=0.05, operator="inpainting")
+    net = NonIsotropicNetworkPrior(OracleNoniso(problem.prior, NonIsotropicPath()), NonIsotropicPath(),
+                                   image_shape=problem.prior.image_shape)
+    problem.prior.path = net.path
+    rng = lambda: BatchRNG(3)
+    a = ExactInpainting(num_steps=20).sample(problem.prior, problem.operator, problem.batch(4), rng(), GaussianNoise(0.05))
+    b = ExactInpainting(num_steps=20).sample(net, problem.operator, problem.batch(4), rng(), GaussianNoise(0.05))
+    assert torch.allclose(a, b, atol=1e-5)
+    net.evaluations.reset()
+    ExactInpainting(num_steps=20).sample(net, problem.operator, problem.batch(4), rng(), GaussianNoise(0.05))
+    assert net.evaluations.forward == 4 * 20
+    dense = gaussian_problem(sigma=0.05, operator="dense")
+    with pytest.raises(ValueError, match="per-pixel non-isotropic denoiser"):
+        ExactInpainting(num_steps=2).sample(net, dense.operator, dense.batch(1), rng(), GaussianNoise(0.05))
