@@ -88,6 +88,9 @@ class PretrainedPrior(NetworkPrior):
         clip_x0: clamp ``x0_hat`` to [0, 1] (see :class:`NetworkPrior`); default from ``prior.json``.
     """
 
+    #: whether a prior with a non-Gaussian noise source (``source`` in prior.json) may load
+    accepts_source = False
+
     def __init__(self, path_or_name: str, image_shape: Optional[Sequence[int]] = None,
                  clip_x0: Optional[bool] = None):
         d = resolve_prior_dir(path_or_name)
@@ -95,6 +98,9 @@ class PretrainedPrior(NetworkPrior):
         if "non_isotropic" in meta:
             raise ValueError(f"{d} holds a non-isotropic prior: load it with "
                              f"lit_ip.priors.nonisotropic_network.NonIsotropicPretrainedPrior")
+        if "source" in meta and not self.accepts_source:
+            raise ValueError(f"{d} holds a flow prior with a restricted source: load it with "
+                             f"lit_ip.priors.subspace_source.SubspaceFlowPrior")
         network = load_network(d)
         shape = [int(s) for s in (image_shape or meta["image_shape"])]
         if shape[0] != network.in_channels:
