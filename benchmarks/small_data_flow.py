@@ -1,6 +1,6 @@
 """Small-data flow matching: restricted (principal-subspace) source against the full N(0, I) source.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/small_data_flow.py [--sizes 25 50 80] [--steps 600]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/small_data_flow.py [--sizes 25 50 80] [--steps 400]
 
 For each training-set size n (the first n LFW training faces; the data set has 80 training and 20
 held-out faces, so 80 stands in for 100) and each source, trains ``configs/fit/faces_rf_small.yaml`` /
@@ -89,7 +89,7 @@ def evaluate(kind: str, prior_dir: Path, n: int):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 80])
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=400)
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     from lit_ip.lightning.training import save_grid

@@ -151,3 +151,27 @@ def test_tiny_trained_model_approaches_the_closed_form_denoiser():
     err = (d_net - d_ex).pow(2).mean()
     trivial = min((u - d_ex).pow(2).mean(), (0.5 - d_ex).pow(2).mean())
     assert float(err) < 0.15 * float(trivial), (float(err), float(trivial))
+
+
+def test_shipped_faces_noniso_loads_strictly_and_denoises_held_out_faces():
+    from lit_ip.data.bundled import LFWFaces
+    from lit_ip.priors.nonisotropic import inpainting_pseudo_observation
+    from lit_ip.priors.pretrained import shipped_priors
+
+    if "faces_noniso" not in shipped_priors():
+        pytest.skip("faces_noniso is not trained yet (configs/fit/faces_noniso.yaml)")
+    prior = NonIsotropicPretrainedPrior("faces_noniso")
+    with pytest.raises(ValueError, match="non-isotropic prior"):
+        PretrainedPrior("faces_noniso")
+    held = torch.stack([it["image"] for it in LFWFaces("heldout", 32)])[::2]
+    g = torch.Generator().manual_seed(0)
+    mask = (torch.rand(held.shape, generator=g) > 0.7).float()
+    with torch.no_grad():
+        for sigma in (0.05, 0.2, 1.0):
+            u = held + sigma * torch.randn(held.shape, generator=g)
+            iso = prior.denoise_map(u, torch.full_like(u, sigma))
+            assert (iso - held).pow(2).mean() < 0.5 * (u.clamp(0, 1) - held).pow(2).mean()
+            y = mask * (held + 0.025 * torch.randn(held.shape, generator=g))
+            m, s = inpainting_pseudo_observation(u, y, mask, torch.tensor(sigma), 0.025)
+            two = prior.denoise_map(m, s)
+            assert (two - held).pow(2).mean() < (iso - held).pow(2).mean()   # the observed pixels help
