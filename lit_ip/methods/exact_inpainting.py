@@ -25,6 +25,12 @@ mean for mixtures in information form; this method is the one that runs on a tra
 network. Priors without a non-isotropic denoiser are refused (naming the prior), as the paper notes
 ordinary diffusion models do not provide one.
 
+Measured on real images (``benchmarks/faces_noniso.md``: 8 held-out faces, one sample, 100 steps, the
+shipped ``faces_noniso``): it beats the pseudo-inverse on every task (70% random inpainting 23.1 vs
+8.0 dB, box 24.9 vs 11.4 dB at sigma_y = 0.025), is on par with PiGDM / DPS on faces_ddpm for box
+inpainting, but trails them by 1-2 dB on noisy and ~5 dB on noiseless random inpainting -- the error
+of that network's non-isotropic denoiser, not of the identity (exact on analytic priors).
+
 The paper's toy experiment uses the analytic Gaussian mixture, as the tests here do; its authors'
 code is not followed. Images and ``sigma_y`` are in [0, 1] units (the paper's [-1, 1] noise levels
 are twice these).
