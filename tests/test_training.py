@@ -235,3 +235,20 @@ def test_fit_with_a_restricted_source_exports_and_samples_in_the_subspace(tmp_pa
     ckpt = next((tmp_path / "run").rglob("*.ckpt"))
     again = main(["fit", "--config", str(f), "--trainer.max_steps", "5", "--ckpt_path", str(ckpt)])
     assert torch.equal(again.model.source.basis.cpu(), cli.model.source.basis.cpu())
+
+
+def test_small_data_sets_first_items_and_lfw_non_faces():
+    from lit_ip.data.lfw_nonfaces import LFWNonFaces
+    from lit_ip.data.subsets import FirstItems
+
+    faces = LFWFaces("train", 8)
+    sub = FirstItems(faces, n=25)
+    assert len(sub) == 25 and sub[3]["key"] == faces[3]["key"] and sub[3]["index"] == 3
+    with pytest.raises(ValueError, match="exactly one"):
+        FirstItems(faces)
+    with pytest.raises(ValueError, match="indices"):
+        FirstItems(faces, n=81)
+    tr, ho = LFWNonFaces("train", 8), LFWNonFaces("heldout", 8)
+    assert (len(tr), len(ho)) == (60, 20) and not set(tr.ids) & set(ho.ids)
+    assert min(tr.ids) >= 100                                      # no face crop among them
+    assert not any(torch.equal(tr[i]["image"], faces[j]["image"]) for i in range(3) for j in range(80))
