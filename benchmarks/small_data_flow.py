@@ -41,11 +41,14 @@ def train(kind: str, n: int, steps: int) -> Path:
     cfg["data"]["init_args"]["train"]["init_args"]["n"] = n
     f = OUT / f"fit_{kind}_{n}.yaml"
     f.write_text(yaml.safe_dump(cfg))
+    wall = OUT / f"wall_{kind}_{n}.txt"
     if not (prior_dir / "prior.json").is_file():
         env = dict(os.environ, OMP_NUM_THREADS="1")
+        t0 = time.time()
         subprocess.run([sys.executable, "-m", "lit_ip", "fit", "--config", str(f)], check=True, env=env,
                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(OUT / f"fit_{kind}_{n}.log", "w"))
-    return prior_dir
+        wall.write_text(f"{time.time() - t0:.0f}")
+    return prior_dir, float(wall.read_text()) if wall.is_file() else float("nan")
 
 
 def path_mse(prior, x0, noise_fn, t, g):
@@ -96,9 +99,7 @@ def main(argv=None):
     rows, grids = [], []
     for n in args.sizes:
         for kind in ("full", "subspace"):
-            t0 = time.time()
-            d = train(kind, n, args.steps)
-            wall = time.time() - t0
+            d, wall = train(kind, n, args.steps)
             res, s = evaluate(kind, d, n)
             rows.append((n, kind, wall, res))
             grids.append(s)
