@@ -99,11 +99,14 @@ class GaussianMixturePrior(Prior):
 
     # --- exact quantities -------------------------------------------------
     def sample(self, n: int, rng) -> Tensor:
-        """``n`` exact draws (rows from ``rng``, a :class:`~lit_ip.sampling.rng.SampleRNG`)."""
+        """``n`` exact draws (rows from ``rng``, a :class:`~lit_ip.rng.SampleRNG`)."""
         u = rng.rand((n, 1)).to(torch.float64)[:, 0]
         k = torch.searchsorted(torch.cumsum(self.weights, 0), u).clamp(max=len(self.weights) - 1)
         z = rng.randn((n, self.means.shape[1])).to(torch.float64)
-        x = self.means[k] + torch.einsum("nde,ne->nd", self.Q[k], self.lam[k].sqrt() * z)
+        x = self.means[k].clone()
+        for j in range(len(self.weights)):                 # per component: no (n, d, d) gather
+            rows = k == j
+            x[rows] += (self.lam[j].sqrt() * z[rows]) @ self.Q[j].T
         return x.float().view(n, *self.image_shape)
 
     def mean_vector(self) -> Tensor:
