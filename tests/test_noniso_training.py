@@ -13,7 +13,7 @@ from lit_ip.data.analytic import AnalyticPriorSamples
 from lit_ip.lightning.noniso_training import NonIsotropicTraining
 from lit_ip.lightning.train_data import TrainingData
 from lit_ip.lightning.training import sample_prior
-from lit_ip.methods.exactness import random_covariance
+from lit_ip.evaluation.exact import rotated_cov
 from lit_ip.priors.analytic import GaussianPrior
 from lit_ip.priors.nonisotropic import NonIsotropicPath, denoise_map
 from lit_ip.priors.nonisotropic_network import (NonIsotropicNetworkPrior, NonIsotropicPretrainedPrior,
@@ -23,7 +23,7 @@ from lit_ip.priors.pretrained import PretrainedPrior
 
 def gaussian(shape=(1, 4, 4), seed=0):
     d = math.prod(shape)
-    return GaussianPrior(torch.full((d,), 0.5, dtype=torch.float64), random_covariance(d, seed, (0.03, 0.2)), shape)
+    return GaussianPrior(torch.full((d,), 0.5, dtype=torch.float64), rotated_cov(torch.Generator().manual_seed(seed), d, -3.0, -1.4), shape)
 
 
 class OracleNoniso(torch.nn.Module):

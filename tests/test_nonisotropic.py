@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_ip.methods.exactness import random_covariance
+from lit_ip.evaluation.exact import rotated_cov
 from lit_ip.priors.analytic import GaussianMixturePrior, GaussianPrior, _gauss_condition
 from lit_ip.priors.nonisotropic import (NonIsotropicPath, denoise_map, inpainting_pseudo_observation,
                                         mixture_log_density_map, score_map)
@@ -15,10 +15,15 @@ SHAPE = (1, 2, 2)
 D = 4
 
 
+def random_covariance(d, seed, var_log10=(-2.8, -1.4)):
+    """A rotated non-isotropic covariance (variances 10^lo..10^hi) of the shared exact harness."""
+    return rotated_cov(torch.Generator().manual_seed(seed), d, *var_log10)
+
+
 def mixture(seed=0):
     g = torch.Generator().manual_seed(seed)
     means = 0.5 + 0.3 * torch.randn(2, D, generator=g, dtype=torch.float64)
-    covs = torch.stack([random_covariance(D, seed + 1), random_covariance(D, seed + 2, (0.02, 0.1))])
+    covs = torch.stack([random_covariance(D, seed + 1), random_covariance(D, seed + 2, (-3.4, -2.0))])
     return GaussianMixturePrior(torch.tensor([0.3, 0.7]), means, covs, SHAPE)
 
 
