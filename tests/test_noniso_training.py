@@ -1,6 +1,7 @@
 """Non-isotropic priors: the per-pixel EDM loss and wrapper agree with an exact denoiser; `lit-ip fit`
 trains, exports and reloads one strictly; a tiny trained model approaches the closed-form
 non-isotropic denoiser of the Gaussian it was trained on."""
+import json
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from lit_ip.data.analytic import AnalyticPriorSamples
 from lit_ip.lightning.noniso_training import NonIsotropicTraining
 from lit_ip.lightning.train_data import TrainingData
 from lit_ip.lightning.training import sample_prior
+from lit_ip.models.checkpoints import CheckpointError
 from lit_ip.evaluation.exact import rotated_cov
 from lit_ip.priors.analytic import GaussianPrior
 from lit_ip.priors.nonisotropic import NonIsotropicPath, denoise_map
@@ -122,6 +124,11 @@ def test_fit_exports_a_non_isotropic_prior_that_loads_strictly(tmp_path):
         PretrainedPrior(str(d))
     with pytest.raises(ValueError, match="not a non-isotropic prior"):
         NonIsotropicPretrainedPrior("faces_ddpm")
+    meta = json.loads((d / "prior.json").read_text())      # the weights record the level-map encoding
+    meta["non_isotropic"]["sigma_data"] = 0.25
+    (d / "prior.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="non_isotropic"):
+        NonIsotropicPretrainedPrior(str(d))
 
 
 def test_tiny_trained_model_approaches_the_closed_form_denoiser():

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .base import Prior, _counted
 from .nonisotropic import NonIsotropicPath
 from .paths import NoisePath, VPPath, path_from_config
-from .pretrained import load_network, read_prior_json, resolve_prior_dir, save_prior_dir
+from .pretrained import check_prior_dir, load_network, read_prior_json, resolve_prior_dir, save_prior_dir
 
 PREDICTION = "edm"
 
@@ -128,6 +128,7 @@ class NonIsotropicPretrainedPrior(NonIsotropicNetworkPrior):
         if "non_isotropic" not in meta or meta["prediction"] != PREDICTION:
             raise ValueError(f"{d} is not a non-isotropic prior (no 'non_isotropic' entry with prediction "
                              f"{PREDICTION!r} in prior.json); load it with PretrainedPrior")
+        check_prior_dir(d, meta)
         network = load_network(d)
         shape = [int(s) for s in meta["image_shape"]]
         if network.in_channels != 2 * shape[0]:

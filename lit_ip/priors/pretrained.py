@@ -82,6 +82,14 @@ def save_prior_dir(directory: Union[str, os.PathLike], unet: nn.Module, path: No
     return d
 
 
+def check_prior_dir(d: Path, meta: dict) -> None:
+    """Refuse a prior directory whose ``prior.json`` differs from the computation its weights record
+    (:mod:`lit_ip.models.recorded_config`) or whose ``config.json`` is unsupported (every loader)."""
+    recorded_config.check(d / WEIGHTS_FILE, "prior", recorded_config.prior_fields(meta), d / PRIOR_FILE)
+    if (d / "config.json").is_file():
+        check_unet_config(json.loads((d / "config.json").read_text()), d / "config.json")
+
+
 class PretrainedPrior(NetworkPrior):
     """A :class:`NetworkPrior` loaded from a prior directory or a shipped prior name.
 
@@ -104,9 +112,7 @@ class PretrainedPrior(NetworkPrior):
         if "source" in meta and not self.accepts_source:
             raise ValueError(f"{d} holds a flow prior with a restricted source: load it with "
                              f"lit_ip.priors.subspace_source.SubspaceFlowPrior")
-        recorded_config.check(d / WEIGHTS_FILE, "prior", recorded_config.prior_fields(meta), d / PRIOR_FILE)
-        if (d / "config.json").is_file():
-            check_unet_config(json.loads((d / "config.json").read_text()), d / "config.json")
+        check_prior_dir(d, meta)
         network = load_network(d)
         shape = [int(s) for s in (image_shape or meta["image_shape"])]
         if shape[0] != network.in_channels:
