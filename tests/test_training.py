@@ -188,3 +188,67 @@ def test_memorization_report_separates_copies_from_new_images():
     noise = torch.rand(20, 1, 32, 32)
     far = memorization_report(noise, train, held)
     assert far["nn_ratio_samples_to_heldout"] > 1.5 and far["samples"]["copy_fraction"] == 0.0
+
+
+# --- small-data flow matching: the restricted (principal-subspace) source --------------------------
+def test_subspace_source_fit_and_restricted_draws():
+    from lit_ip.priors.subspace_source import SubspaceGaussianSource
+
+    x = torch.stack([LFWFaces("train", 8)[i]["image"] for i in range(20)])
+    src = SubspaceGaussianSource.fit(x, explained_variance=0.9)
+    assert 1 <= src.k < 19 and src.explained(x) >= 0.9
+    smaller = SubspaceGaussianSource.fit(x, k=src.k - 1) if src.k > 1 else None
+    assert smaller is None or smaller.explained(x) < 0.9
+    draws = src.sample(500, torch.Generator().manual_seed(0))
+    resid = (draws.flatten(1) - src.mean) - (draws.flatten(1) - src.mean) @ src.basis @ src.basis.T
+    assert float(resid.abs().max()) < 1e-4                       # every draw lies in the subspace
+    assert torch.allclose(src.basis.T @ src.basis, torch.eye(src.k), atol=1e-5)
+    with pytest.raises(ValueError, match="not in"):
+        SubspaceGaussianSource.fit(x, k=40)
+    with pytest.raises(ValueError, match="exactly one"):
+        SubspaceGaussianSource.fit(x)
+
+
+def test_fit_with_a_restricted_source_exports_and_samples_in_the_subspace(tmp_path):
+    from lit_ip.priors.subspace_source import SubspaceFlowPrior
+
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg["model"]["class_path"] = "lit_ip.lightning.subspace_flow.SubspaceFlowTraining"
+    cfg["model"]["init_args"]["k"] = 5
+    f = tmp_path / "sub.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    cli = main(["fit", "--config", str(f)])
+    assert cli.model.source.k == 5
+    d = tmp_path / "prior"
+    assert (d / "source.safetensors").is_file()
+    prior = SubspaceFlowPrior(str(d))
+    assert torch.equal(prior.source_model.basis, cli.model.source.basis.cpu())
+    with pytest.raises(ValueError, match="restricted source"):
+        PretrainedPrior(str(d))
+    from lit_ip.rng import SampleRNG
+    x1 = prior.init_noise(3, SampleRNG.for_indices(range(3)))      # t = 1: the source itself, [0, 1] units
+    span = 2.0
+    r = (span * x1).flatten(1) - prior.source_model.mean
+    assert float((r - r @ prior.source_model.basis @ prior.source_model.basis.T).abs().max()) < 1e-4
+    x = sample_prior(prior, 2, num_steps=3, seed=0)
+    assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
+    ckpt = next((tmp_path / "run").rglob("*.ckpt"))
+    again = main(["fit", "--config", str(f), "--trainer.max_steps", "5", "--ckpt_path", str(ckpt)])
+    assert torch.equal(again.model.source.basis.cpu(), cli.model.source.basis.cpu())
+
+
+def test_small_data_sets_first_items_and_lfw_non_faces():
+    from lit_ip.data.lfw_nonfaces import LFWNonFaces
+    from lit_ip.data.subsets import FirstItems
+
+    faces = LFWFaces("train", 8)
+    sub = FirstItems(faces, n=25)
+    assert len(sub) == 25 and sub[3]["key"] == faces[3]["key"] and sub[3]["index"] == 3
+    with pytest.raises(ValueError, match="exactly one"):
+        FirstItems(faces)
+    with pytest.raises(ValueError, match="indices"):
+        FirstItems(faces, n=81)
+    tr, ho = LFWNonFaces("train", 8), LFWNonFaces("heldout", 8)
+    assert (len(tr), len(ho)) == (60, 20) and not set(tr.ids) & set(ho.ids)
+    assert min(tr.ids) >= 100                                      # no face crop among them
+    assert not any(torch.equal(tr[i]["image"], faces[j]["image"]) for i in range(3) for j in range(80))

@@ -148,7 +148,7 @@ class DiffusionTraining(LightningModule):
         if self.image_shape is None:
             self.image_shape = tuple(images.shape[1:])
         t = self.sample_times(images.shape[0]).to(images.device)
-        loss = self.loss(self.network, images, t, torch.randn_like(images)).mean()
+        loss = self.loss(self.network, images, t, self.noise_like(images)).mean()
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
@@ -162,11 +162,16 @@ class DiffusionTraining(LightningModule):
             levels = levels.round()
         losses = []
         for t in levels:
-            eps = torch.randn(images.shape, generator=g).to(images)
+            eps = self.noise_like(images, g)
             tt = t.repeat(images.shape[0]).to(images.device)
             losses.append(self.loss(self.ema_network, images, tt, eps))
         self.log("val_loss", torch.stack(losses).mean(), prog_bar=True, on_epoch=True,
                  batch_size=images.shape[0])
+
+    def noise_like(self, images: Tensor, generator=None) -> Tensor:
+        """The path's noise ``eps`` for a batch (native units): standard Gaussian; a subclass may draw
+        from another source (lit_ip.lightning.subspace_flow)."""
+        return torch.randn(images.shape, generator=generator).to(images)
 
     # --- EMA -----------------------------------------------------------------
     @torch.no_grad()

@@ -13,6 +13,7 @@ from .dmplug import DMPlug, DMPlugResult
 from .dmps import DMPS
 from .dps import DPS
 from .dpsw import DPSw
+from .exact_inpainting import ExactInpainting
 from .likelihood import DataFit, GaussianFit, PoissonFit, data_fit
 from .moment_matching import MomentMatching
 from .pigdm import PiGDM
@@ -38,4 +39,5 @@ __all__ = [
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
     "ScoreSDE", "ScoreALD", "SNIPS", "ILVR", "RePaint", "DDNMTimeTravel", "MCG", "DDS", "MPGD", "DSG",
     "KadkhodaieSimoncelli", "OTODE",
+    "ExactInpainting",
 ]

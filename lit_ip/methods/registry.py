@@ -21,6 +21,7 @@ from .dmplug import DMPlug
 from .dmps import DMPS
 from .dps import DPS
 from .dpsw import DPSw
+from .exact_inpainting import ExactInpainting
 from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
@@ -91,6 +92,7 @@ METHODS: dict[str, MethodCase] = {
     "DSG": MethodCase(DSG, dict(num_steps=6, w=0.2)),
     "KadkhodaieSimoncelli": MethodCase(KadkhodaieSimoncelli, dict(num_steps=6, h0=0.2, beta=0.5, sigma_min=0.05)),
     "OTODE": MethodCase(OTODE, dict(num_steps=6)),
+    "ExactInpainting": MethodCase(ExactInpainting, dict(num_steps=6), analytic_only=True),
 }
 
 

@@ -18,8 +18,9 @@ from typing import Any, Optional
 from .checkpoints import CheckpointError
 
 KEY = "lit_ip.computation"
-#: prior.json fields that change what the network's output means
-PRIOR_FIELDS = ("path", "prediction", "data_range", "time_scale")
+#: prior.json fields that change what the network's output means (``non_isotropic``: the level-map
+#: encoding and ``sigma_data`` of a non-isotropic prior)
+PRIOR_FIELDS = ("path", "prediction", "data_range", "time_scale", "non_isotropic")
 
 
 def unet_fields(config: dict) -> dict:

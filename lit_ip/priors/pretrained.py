@@ -82,6 +82,14 @@ def save_prior_dir(directory: Union[str, os.PathLike], unet: nn.Module, path: No
     return d
 
 
+def check_prior_dir(d: Path, meta: dict) -> None:
+    """Refuse a prior directory whose ``prior.json`` differs from the computation its weights record
+    (:mod:`lit_ip.models.recorded_config`) or whose ``config.json`` is unsupported (every loader)."""
+    recorded_config.check(d / WEIGHTS_FILE, "prior", recorded_config.prior_fields(meta), d / PRIOR_FILE)
+    if (d / "config.json").is_file():
+        check_unet_config(json.loads((d / "config.json").read_text()), d / "config.json")
+
+
 class PretrainedPrior(NetworkPrior):
     """A :class:`NetworkPrior` loaded from a prior directory or a shipped prior name.
 
@@ -91,13 +99,20 @@ class PretrainedPrior(NetworkPrior):
         clip_x0: clamp ``x0_hat`` to [0, 1] (see :class:`NetworkPrior`); default from ``prior.json``.
     """
 
+    #: whether a prior with a non-Gaussian noise source (``source`` in prior.json) may load
+    accepts_source = False
+
     def __init__(self, path_or_name: str, image_shape: Optional[Sequence[int]] = None,
                  clip_x0: Optional[bool] = None):
         d = resolve_prior_dir(path_or_name)
         meta = read_prior_json(d)
-        recorded_config.check(d / WEIGHTS_FILE, "prior", recorded_config.prior_fields(meta), d / PRIOR_FILE)
-        if (d / "config.json").is_file():
-            check_unet_config(json.loads((d / "config.json").read_text()), d / "config.json")
+        if "non_isotropic" in meta:
+            raise ValueError(f"{d} holds a non-isotropic prior: load it with "
+                             f"lit_ip.priors.nonisotropic_network.NonIsotropicPretrainedPrior")
+        if "source" in meta and not self.accepts_source:
+            raise ValueError(f"{d} holds a flow prior with a restricted source: load it with "
+                             f"lit_ip.priors.subspace_source.SubspaceFlowPrior")
+        check_prior_dir(d, meta)
         network = load_network(d)
         shape = [int(s) for s in (image_shape or meta["image_shape"])]
         if shape[0] != network.in_channels:
