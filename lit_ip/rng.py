@@ -66,8 +66,10 @@ class SampleRNG:
         shape = tuple(shape)
         if shape[0] != len(self):
             raise ValueError(f"asked for {shape[0]} rows from a SampleRNG over {len(self)} samples")
-        rows = [fn(shape[1:], generator=g, dtype=self.dtype) for g in self.generators]
-        return torch.stack(rows).to(self.device)
+        out = torch.empty(shape, dtype=self.dtype)
+        for row, g in zip(out, self.generators):     # one call per sample, written in place
+            fn(shape[1:], generator=g, dtype=self.dtype, out=row)
+        return out.to(self.device)
 
     def randn(self, shape) -> Tensor:
         return self._draw(torch.randn, shape)
