@@ -18,10 +18,12 @@ from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .smc import SMC, TDS
+from .mcgdiff import MCGdiff
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
+    "MCGdiff",
 ]

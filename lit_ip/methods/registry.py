@@ -25,6 +25,7 @@ from .moment_matching import MomentMatching
 from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .smc import TDS
+from .mcgdiff import MCGdiff
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ METHODS: dict[str, MethodCase] = {
     "DAPS": MethodCase(DAPS, dict(num_steps=4, ode_steps=2, langevin_steps=3, lr=1e-3)),
     "TDS": MethodCase(TDS, dict(num_steps=6, num_particles=3)),
     "DMPlug": MethodCase(DMPlug, dict(num_steps=2, iterations=4, lr=2e-2, select="last")),
+    "MCGdiff": MethodCase(MCGdiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
 }
 
 
