@@ -19,11 +19,12 @@ from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .smc import SMC, TDS
 from .mcgdiff import MCGdiff
+from .fps import FPS, FPSSMC
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
-    "MCGdiff",
+    "MCGdiff", "FPS", "FPSSMC",
 ]

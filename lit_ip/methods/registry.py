@@ -26,6 +26,7 @@ from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .smc import TDS
 from .mcgdiff import MCGdiff
+from .fps import FPS, FPSSMC
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ METHODS: dict[str, MethodCase] = {
     "TDS": MethodCase(TDS, dict(num_steps=6, num_particles=3)),
     "DMPlug": MethodCase(DMPlug, dict(num_steps=2, iterations=4, lr=2e-2, select="last")),
     "MCGdiff": MethodCase(MCGdiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
+    "FPS": MethodCase(FPS, dict(num_steps=6)),
+    "FPSSMC": MethodCase(FPSSMC, dict(num_steps=6, num_particles=4, particle_chunk=3)),
 }
 
 
