@@ -20,11 +20,12 @@ from .reddiff import REDDiff
 from .smc import SMC, TDS
 from .mcgdiff import MCGdiff
 from .fps import FPS, FPSSMC
+from .pmc import PMCPnP, PMCRED
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
-    "MCGdiff", "FPS", "FPSSMC",
+    "MCGdiff", "FPS", "FPSSMC", "PMCRED", "PMCPnP",
 ]

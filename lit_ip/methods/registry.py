@@ -27,6 +27,7 @@ from .reddiff import REDDiff
 from .smc import TDS
 from .mcgdiff import MCGdiff
 from .fps import FPS, FPSSMC
+from .pmc import PMCPnP, PMCRED
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ METHODS: dict[str, MethodCase] = {
     "MCGdiff": MethodCase(MCGdiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
     "FPS": MethodCase(FPS, dict(num_steps=6)),
     "FPSSMC": MethodCase(FPSSMC, dict(num_steps=6, num_particles=4, particle_chunk=3)),
+    "PMCRED": MethodCase(PMCRED, dict(num_steps=4, steps_per_level=2)),
+    "PMCPnP": MethodCase(PMCPnP, dict(num_steps=4, steps_per_level=2)),
 }
 
 
