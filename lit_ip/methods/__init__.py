@@ -21,11 +21,12 @@ from .smc import SMC, TDS
 from .mcgdiff import MCGdiff
 from .fps import FPS, FPSSMC
 from .pmc import PMCPnP, PMCRED
+from .smcdiff import SMCDiff
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
-    "MCGdiff", "FPS", "FPSSMC", "PMCRED", "PMCPnP",
+    "MCGdiff", "FPS", "FPSSMC", "PMCRED", "PMCPnP", "SMCDiff",
 ]

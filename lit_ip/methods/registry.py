@@ -28,6 +28,7 @@ from .smc import TDS
 from .mcgdiff import MCGdiff
 from .fps import FPS, FPSSMC
 from .pmc import PMCPnP, PMCRED
+from .smcdiff import SMCDiff
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ METHODS: dict[str, MethodCase] = {
     "FPSSMC": MethodCase(FPSSMC, dict(num_steps=6, num_particles=4, particle_chunk=3)),
     "PMCRED": MethodCase(PMCRED, dict(num_steps=4, steps_per_level=2)),
     "PMCPnP": MethodCase(PMCPnP, dict(num_steps=4, steps_per_level=2)),
+    "SMCDiff": MethodCase(SMCDiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
 }
 
 
