@@ -107,3 +107,12 @@ def test_smcdiff_weights_improve_on_one_particle():
     many, fl = _scores(SMCDiff(num_steps=50, num_particles=32), problem)
     one, _ = _scores(SMCDiff(num_steps=50, num_particles=1), problem)
     assert many["mode_tv"] < 0.25 and many["mode_tv"] < one["mode_tv"], (many, one)
+
+
+def test_pnpdm_split_gibbs_reaches_the_gaussian_posterior():
+    """Measured: mean error 0.049 and covariance error 0.27 (exact draws: 0.032 and 0.175)."""
+    from lit_ip.methods.exactness import gaussian_problem, moment_errors
+    from lit_ip.methods.pnpdm import PnPDM
+    problem = gaussian_problem(sigma=0.1)
+    err = moment_errors(draws(PnPDM(num_steps=10, iterations=40, rho_max=0.5), problem, 300), problem.posterior)
+    assert err["mean"] < 0.1 and err["cov"] < 0.4, err

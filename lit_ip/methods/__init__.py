@@ -22,11 +22,12 @@ from .mcgdiff import MCGdiff
 from .fps import FPS, FPSSMC
 from .pmc import PMCPnP, PMCRED
 from .smcdiff import SMCDiff
+from .pnpdm import PnPDM
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
     "DPS", "PiGDM", "DMPS", "DDRM", "DDNM", "DDNMPlus", "MomentMatching",
     "DiffPIR", "REDDiff", "DAPS", "DPSw", "DMPlug", "DMPlugResult", "TDS", "SMC",
     "DataFit", "GaussianFit", "PoissonFit", "data_fit",
-    "MCGdiff", "FPS", "FPSSMC", "PMCRED", "PMCPnP", "SMCDiff",
+    "MCGdiff", "FPS", "FPSSMC", "PMCRED", "PMCPnP", "SMCDiff", "PnPDM",
 ]

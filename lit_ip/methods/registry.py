@@ -29,6 +29,7 @@ from .mcgdiff import MCGdiff
 from .fps import FPS, FPSSMC
 from .pmc import PMCPnP, PMCRED
 from .smcdiff import SMCDiff
+from .pnpdm import PnPDM
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ METHODS: dict[str, MethodCase] = {
     "PMCRED": MethodCase(PMCRED, dict(num_steps=4, steps_per_level=2)),
     "PMCPnP": MethodCase(PMCPnP, dict(num_steps=4, steps_per_level=2)),
     "SMCDiff": MethodCase(SMCDiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
+    "PnPDM": MethodCase(PnPDM, dict(num_steps=3, iterations=3)),
 }
 
 
