@@ -18,12 +18,16 @@ off the measured coordinates the prior transition), and weights
 ``w = int p(x' | x) g_t'(x') dx' / g_t(x) = prod_i N(a' y_bar_i; mu_bar_i, c^2 + v'_i) / g_t,i(x)``
 computed before the move (auxiliary particle filter), with resampling at every step.
 
-Paper vs code here: ``tau_i`` is rounded to the grid time whose level ``b/a`` is nearest to
-``lambda_i`` in log scale (the paper picks a grid step too); a coordinate with ``lambda_i`` below the
-last grid level is instead weighted at the end by its exact likelihood ``N(y_bar_i; x_bar_0,i,
-lambda_i^2)``, and a noiseless one (``sigma_y = 0``) is set to ``y_bar_i`` with the weight
-``N(y_bar_i; x_bar_0,i, b_last^2)`` (our deterministic last step has no transition variance; the
-DDPM one is about ``b_last^2``). Systematic resampling (the paper: multinomial). Units: ``sigma_y``
+Paper vs code: the paper rounds ``tau_i`` to a grid step; here ``tau_i`` is exact. The model's
+DDPM transition ``t_k -> t_k+1`` is the Gaussian bridge ``q(x' | x_t, x0_hat)``, which factors exactly
+through any intermediate time, so a coordinate whose ``tau_i`` falls inside the step is moved by the
+bridge to ``tau_i`` (weight ``N(a_tau y_bar_i; mu_tau,i, c_tau^2)``), set to ``a_tau y_bar_i``, and
+moved on by the bridge from ``tau_i`` to ``t_k+1`` (no extra network call). A coordinate with
+``lambda_i`` below the last grid level is weighted at the end by its exact likelihood
+``N(y_bar_i; x_bar_0,i, lambda_i^2)``; a noiseless one (``sigma_y = 0``) is set to ``y_bar_i`` with the
+weight ``N(y_bar_i; x_bar_0,i, b_last^2)`` (our deterministic last step has no transition variance;
+the DDPM one is about ``b_last^2``); one noisier than the first grid level is set at the start
+(rounded to ``t_0``). Systematic resampling (the paper: multinomial). Units: ``sigma_y``
 in [0, 1] image units, as the prior's path; nothing is converted.
 """
 from __future__ import annotations
@@ -65,6 +69,28 @@ class MCGdiff(Method):
             raise ValueError(f"MCGdiff needs num_particles >= 1, got {num_particles}")
         self.num_particles, self.particle_chunk = int(num_particles), check_chunk(particle_chunk)
 
+    @staticmethod
+    def _coefficients_at_levels(path, lam):
+        """``(a, b)`` of ``path`` at the (continuous) times where ``b / a = lam``, by interpolation in
+        log-level on a fine time grid (levels increase with time on every path)."""
+        t = torch.linspace(float(path.t_min), float(path.t_max), 4097, dtype=torch.float64)
+        a, b = path.coefficients(t)
+        ok = a > 0
+        a, b = a[ok], b[ok]
+        logl = torch.log(b / a)
+        x = torch.log(lam.to(torch.float64).clamp_min(1e-300)).clamp(float(logl[0]), float(logl[-1]))
+        i = torch.searchsorted(logl, x.contiguous()).clamp(1, len(logl) - 1)
+        w = (x - logl[i - 1]) / (logl[i] - logl[i - 1])
+        a_t = torch.exp(torch.log(a[i - 1]) * (1 - w) + torch.log(a[i]) * w)
+        return a_t.to(lam), (a_t * torch.exp(x)).to(lam)
+
+    @staticmethod
+    def _bridge(x, x0, a, b, a_n, b_n):
+        """Mean and variance of the DDPM bridge ``q(x' | x, x0)`` from ``(a, b)`` to ``(a_n, b_n)``, per entry."""
+        ratio = (a * b_n / (a_n * b)).clamp(max=1.0)
+        c2 = (b_n ** 2 * (1 - ratio ** 2)).clamp_min(0)
+        return a_n * x0 + torch.sqrt((b_n ** 2 - c2).clamp_min(0)) * (x - a * x0) / b, c2
+
     def sample(self, prior, operator, y, rng, noise=None):
         p = self.setup(prior, operator, y, noise)
         sigma = p.sigma
@@ -80,34 +106,34 @@ class MCGdiff(Method):
         n_grid = len(pairs)
         lam = torch.where(meas, sigma / s.clamp_min(1e-300), torch.zeros_like(s))      # observation level
         at_end = meas & (lam < level[-1])
-        nearest = (torch.log(level)[None, None] - torch.log(lam.clamp_min(1e-300))[..., None]).abs().argmin(-1)
-        tau = torch.where(meas, torch.where(at_end, torch.full_like(nearest, n_grid), nearest),
-                          torch.full_like(nearest, -1))                               # -1: never observed
-        lev = torch.where(at_end | ~meas, lam, level[tau.clamp(0, n_grid - 1)])
+        # tau: index of the first grid time below the observation's level (-1: never observed)
+        past = level[None, None] < lam[..., None]
+        first = torch.where(past.any(-1), past.to(torch.int64).argmax(-1), torch.full(lam.shape, n_grid))
+        tau = torch.where(meas, first, torch.full_like(first, -1))
+        a_tau, b_tau = self._coefficients_at_levels(prior.path, torch.where(meas & ~at_end, lam, torch.ones_like(lam)))
 
         def potential(k):
             """(active mask, mean, var) of g at grid step k, per coordinate."""
             active = meas & (k < tau)
-            var = (b_k[k] ** 2 - a_k[k] ** 2 * lev ** 2)
+            var = b_k[k] ** 2 - a_k[k] ** 2 * lam ** 2
             return active, a_k[k] * ybar, torch.where(active, var.clamp_min(1e-300), torch.ones_like(var))
 
         prng = ParticleRNG(rng, N)
         x = prior.init_noise(B * N, prng, pairs[0][0]).to(y)
+        x = spec.v(torch.where(meas & (tau == 0), a_k[0] * ybar, spec.vt(x)))   # noisier than the grid
         logw = torch.zeros(B, N, dtype=torch.float64, device=y.device)
         for k, (t, t_next) in enumerate(pairs):
             a, b = a_k[k], b_k[k]
             x0 = chunked_denoise(prior, x, t, self.particle_chunk)
             act, mean, var = potential(k)
-            xbar = spec.vt(x)
+            xbar, x0bar = spec.vt(x), spec.vt(x0)
             log_g = torch.where(act, _log_normal(xbar, mean, var), torch.zeros_like(xbar)).sum(1)
             if t_next is None:                                            # deterministic last step
-                x0bar = spec.vt(x0)
                 if sigma > 0:
                     fin = _log_normal(ybar, x0bar, lam.clamp_min(1e-300) ** 2)
                 else:
                     fin = _log_normal(ybar, x0bar, (b ** 2).expand_as(x0bar))
-                    x0bar = torch.where(at_end, ybar, x0bar)
-                    x0 = spec.v(x0bar)
+                    x0 = spec.v(torch.where(at_end, ybar, x0bar))
                 logw = logw + (torch.where(at_end, fin, torch.zeros_like(fin)).sum(1) - log_g).view(B, N).double()
                 x = x0
                 break
@@ -115,18 +141,21 @@ class MCGdiff(Method):
             c = bridge_std(a, b, a_n, b_n, 1.0)
             mubar = spec.vt(ddim_mean(x, x0, a, b, a_n, b_n, c))
             act_n, mean_n, var_n = potential(k + 1)
-            clamp = meas & (tau == k + 1)
+            absorb = meas & ~at_end & (tau == k + 1)                     # tau_i inside this step
+            mu_tau, c2_tau = self._bridge(xbar, x0bar, a, b, a_tau, b_tau)
+            mu_after, c2_after = self._bridge(a_tau * ybar, x0bar, a_tau, b_tau, a_n, b_n)
             c2 = (c ** 2).clamp_min(1e-300)
             logz = torch.where(act_n, _log_normal(mean_n, mubar, c2 + var_n), torch.zeros_like(mubar))
-            logz = logz + torch.where(clamp, _log_normal(a_n * ybar, mubar, c2.expand_as(mubar)), torch.zeros_like(mubar))
+            logz = logz + torch.where(absorb, _log_normal(a_tau * ybar, mu_tau, c2_tau.clamp_min(1e-300)),
+                                      torch.zeros_like(mubar))
             logw = (logz.sum(1) - (log_g if k > 0 else 0)).view(B, N).double()
             idx = systematic_resample(logw, rng.rand((B, 1)).to(logw))
-            mubar, = (gather_particles(mubar, idx),)
+            mubar, mu_after, c2_after = (gather_particles(v, idx) for v in (mubar, mu_after, c2_after))
             prop_var = 1.0 / (1.0 / c2 + 1.0 / var_n)
             prop_mean = prop_var * (mubar / c2 + mean_n / var_n)
             z = prng.randn(mubar.shape).to(mubar)
             new = torch.where(act_n, prop_mean + prop_var.sqrt() * z, mubar + c * z)
-            new = torch.where(clamp, a_n * ybar, new)
+            new = torch.where(absorb, mu_after + c2_after.sqrt() * z, new)
             x = spec.v(new)
             logw = torch.zeros_like(logw)
         k = pick_one(logw, rng.rand((B, 1)))
