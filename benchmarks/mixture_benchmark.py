@@ -97,7 +97,8 @@ def run(args):
 
 
 def report(args):
-    rows = [json.loads(l) for l in pathlib.Path(args.out).read_text().splitlines() if l.strip()]
+    rows = [json.loads(l) for f in (args.inputs or [args.out]) for l in pathlib.Path(f).read_text().splitlines()
+            if l.strip()]
     insts = sorted({(r["dx"], r["dy"], r["seed"], r["null_space"]) for r in rows})
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "floor"]
     by = {(r["dx"], r["dy"], r["seed"], r["null_space"], r["method"]): r for r in rows}
@@ -112,6 +113,7 @@ def report(args):
         if not scored:
             continue
         best, name = min(scored, key=lambda rm: rm[0]["sw"])
+        fl = dict(fl, samples=best.get("samples", fl.get("samples")))
         tag = f"{inst[0]}, {inst[1]}, {inst[2]}, {'null space' if inst[3] else 'standard'}"
         lines.append(f"| {tag} | {fl['samples']} | {fl['sw']:.3f} / {fl['mode_tv']:.3f} | {name} | {best['sw']:.3f} "
                      f"({best['sw'] / fl['sw']:.2f}) | {best['mode_tv']:.3f} | {'yes' if best['sw'] <= 2 * fl['sw'] else 'no'} "
@@ -140,6 +142,7 @@ def main(argv=None):
     ap.add_argument("--skip-large", nargs="*", default=[], help="method classes not run at dx >= 800")
     ap.add_argument("--out", default=str(HERE / "mixture_benchmark.jsonl"))
     ap.add_argument("--report", default=None, help="write the markdown table to this file and exit")
+    ap.add_argument("--inputs", nargs="*", default=None, help="JSON-lines files the report reads (default --out)")
     args = ap.parse_args(argv)
     report(args) if args.report else run(args)
 

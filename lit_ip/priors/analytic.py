@@ -164,7 +164,15 @@ class GaussianMixturePrior(Prior):
 
     @property
     def covs(self) -> Tensor:
-        """Dense (K, d, d) covariances, built on demand."""
+        """Dense (K, d, d) covariances, built on demand (cached while the buffers are unchanged)."""
+        parts = (self.diag,) if self.kind == "diag" else (self.Q, self.lam, self.floor)
+        key = tuple((t.data_ptr(), t.device, t.dtype) for t in parts)
+        cached = self.__dict__.get("_dense_covs")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_dense_covs"] = (key, self._dense_covs())
+        return cached[1]
+
+    def _dense_covs(self) -> Tensor:
         if self.kind == "diag":
             return torch.diag_embed(self.diag)
         K, d = self.means.shape
