@@ -1,11 +1,10 @@
-"""Exact-posterior errors of DiffPIR, RED-diff, DAPS, DPS-w, DMPlug and TDS (SMC).
+"""Exact-posterior errors of configuration variants of DiffPIR, RED-diff, DAPS, DPS-w, DMPlug and TDS.
 
-Problems (lit_ip.methods.exactness, float64, image shape (1, 4, 4), d = 16):
-  * gaussian-dense: Gaussian prior with a random non-isotropic covariance, an (8, 16) dense
-    operator of spectral norm 1, sigma_y = 0.05;
-  * mixture-dense: two-component Gaussian mixture prior, same kind of operator, y placed so the
-    posterior weight of component 0 is 0.3 (prior weights 0.5 / 0.5).
-Each on the DDPM path (VPPath, 1000 training steps, linear betas) and the rectified-flow path.
+The registry rows (one setting per method) are in benchmarks/exact_posterior_table.md; this sweep
+varies the settings on the same problems and metrics (``lit_ip.evaluation.exact``): the Gaussian
+problem (d = 16, random 8x16 operator, sigma_y = 0.1) and the three-Gaussian mixture separated in
+the range of A, on the DDPM path and the rectified-flow path (networks trained on [-1, 1] data,
+seen in [0, 1] units).
 
 Reference rows: "exact draws" (the Monte Carlo floor for N draws), "floor: ... on exact posterior"
 (an unconditional sampler run on the exact posterior as its prior: the error of the time grid
@@ -23,41 +22,44 @@ from pathlib import Path
 
 import torch
 
+from lit_ip.evaluation import exact as E
+from lit_ip.evaluation import exact_cases as C
 from lit_ip.methods.base import Unconditional
 from lit_ip.methods.daps import DAPS
 from lit_ip.methods.diffpir import DiffPIR
 from lit_ip.methods.dmplug import DMPlug
 from lit_ip.methods.dpsw import DPSw
-from lit_ip.methods.exactness import (ExactProblem, distance_to_mean, draw_exact, draws, gaussian_problem, mixture_problem,
-                                      mode_weights, moment_errors, posterior_as_prior, residual, spread)
 from lit_ip.methods.reddiff import REDDiff
 from lit_ip.methods.smc import TDS
-from lit_ip.priors.paths import RectifiedFlowPath, VPPath
 
 OUT = Path(__file__).with_suffix(".md")
+COLUMNS = ("mean", "cov", "sw", "spread", "dist", "res")
 
 NOTES = """## Reading the table
 
 Single seeds; compare with the "exact draws" rows for the Monte Carlo floor at the same N.
 
-- Grid floors. The DDPM grid of 100 uniform steps alone leaves cov ~0.33 (spread 0.80) on this
-  posterior, even with the exact posterior score; DPS-w exact reproduces its floor row to three
-  decimals (tests check the trajectories are identical). Rectified flow has lower floors.
-- TDS is consistent for p_theta(x0) p(y | x0), p_theta the sampler's own discretised model: on 100
-  VP steps that model is too narrow and w0 settles near 0.26 as K grows; with 200 steps it is
-  0.29-0.31. At small K the PiGDM twist is far better than the paper's p(y | x0_hat) twist.
-- DiffPIR with the paper-like lambda = 7 pulls towards the prior; lambda = 1 is closer here.
-  DiffPIR, DAPS and DPS-w do not reweight the mixture modes (w0 0.44-0.69 for 0.30).
+- Grid floors. The DDPM grid of 100 uniform steps with eta = 1 alone leaves cov ~1.01 (spread
+  0.90) on this posterior even with the exact posterior score (exact draws: 0.54 at N = 1000);
+  DPS-w exact reproduces its floor rows to three decimals (tests check the trajectories are
+  identical). Rectified flow and eta = 0 have lower floors.
+- TDS: with the PiGDM twist one particle already gets the mode weights (0.023 vp, 0.010 rf) but a
+  biased mean (0.31); 4-16 particles correct the mean (0.13-0.24) but move weight away from the
+  smallest component (0.15 -> 0.06-0.11; mode error 0.08-0.11), 64 particles partly back (0.04-0.05).
+  With the paper's twist p(y | x0_hat) the mean stays biased (0.87-1.31) and 16 particles on the
+  200-step flow grid are needed for the modes (0.059). The particle weights are not what the
+  exact target needs here; this is recorded, not explained.
+- DiffPIR with the paper-like lambda = 7 pulls towards the prior (mean 2.4-2.6); lambda = 1 is much
+  closer (0.57-0.82). DiffPIR, DAPS and DPS-w (the paper's rule) do not re-weight the modes
+  (weights ~0.29/0.37/0.34 for 0.15/0.38/0.47) but keep all three.
 - DAPS with the paper's step size (2.5e-5 in [0, 1] units) and 100 Langevin steps barely mixes at
-  this scale (mean 0.46); the tuned rows use lr 2e-3. Its Gaussian p(x0 | x_t) with r_t = sigma_t
-  over-disperses (spread > 1); the 3-step ODE x0_hat makes it worse than one-step Tweedie.
-- RED-diff is a point estimate (spread 0.06-0.1). With its 1/sqrt(SNR) weighting the last
-  iterations are pure data fitting: residual 0.001, far below sigma_y, i.e. it fits the noise.
-- DMPlug: ES-WMV never triggered within 300 iterations here (the moving variance kept falling), so
-  it equals "last". No oracle row: a result picked with the ground truth is not a method result.
-- DPS-w's step-size rule is fitted on the reference denoising task y_ref = A^T y, designed for
-  denoising-like operators (inpainting, SR, colorization); on this dense operator it overweights
-  mode 0 (0.67-0.69).
+  this scale (mean 5.2-5.6, near Unconditional); the tuned rows use lr 2e-3. Its Gaussian
+  p(x0 | x_t) with r_t = sigma_t over-disperses (spread > 1), more so with the 3-step ODE x0_hat.
+- RED-diff is a point estimate (spread 0.10-0.15). With its 1/sqrt(SNR) weighting the last
+  iterations are pure data fitting: residual 0.000-0.002, far below sigma_y = 0.1, i.e. it fits the noise.
+- DMPlug: ES-WMV barely differs from "last" within 300 iterations (same moments); on the flow path its
+  estimate is no nearer the posterior mean than a posterior draw (dist 1.03). No oracle row: a
+  result picked with the ground truth is not a method result.
 """
 
 
@@ -95,32 +97,26 @@ def fmt(v, digits=3):
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def row(label, n, xg, xm, gp, mp, seconds):
+    err = E.all_errors(xg, gp)
+    return dict(label=label, n=n, **{k: err[k] for k in COLUMNS}, modes=E.mode_error(xm, mp),
+                w=E.mode_fractions(xm, mp.posterior).tolist(), seconds=seconds)
+
+
 def evaluate(label, factory, n, gp, mp):
     t0 = time.time()
-    xg = draws(factory(), gp, n)
-    xm = draws(factory(), mp, n)
-    el = time.time() - t0
-    err = moment_errors(xg, gp.posterior)
-    return dict(label=label, n=n, mean=err["mean"], cov=err["cov"], spread=spread(xg, gp.posterior),
-                dist=distance_to_mean(xg, gp.posterior), res=residual(xg, gp),
-                w0=float(mode_weights(xm, mp.posterior)[0]), seconds=el)
+    xg, xm = E.draws(factory(), gp, n), E.draws(factory(), mp, n)
+    return row(label, n, xg, xm, gp, mp, time.time() - t0)
 
 
 def reference_rows(gp, mp, n_steps):
-    rows = []
-    for label, n in (("exact draws (N=1000)", 1000), ("exact draws (N=500)", 500), ("exact draws (N=200)", 200)):
-        xg, xm = draw_exact(gp.posterior, n), draw_exact(mp.posterior, n)
-        err = moment_errors(xg, gp.posterior)
-        rows.append(dict(label=label, n=n, mean=err["mean"], cov=err["cov"], spread=spread(xg, gp.posterior),
-                         dist=distance_to_mean(xg, gp.posterior), res=residual(xg, gp),
-                         w0=float(mode_weights(xm, mp.posterior)[0]), seconds=0.0))
+    rows = [row(f"exact draws (N={n})", n, E.draw_exact(gp, n), E.draw_exact(mp, n), gp, mp, 0.0)
+            for n in (1000, 500, 200)]
     for eta in (1.0, 0.0):
         for steps in (n_steps, 2 * n_steps):
-            m = lambda: Unconditional(steps, eta=eta)
-            fg, fm = posterior_as_prior(gp), posterior_as_prior(mp)
-            gpf = ExactProblem(fg, gp.operator, gp.y, gp.sigma, gp.posterior)
-            mpf = ExactProblem(fm, mp.operator, mp.y, mp.sigma, mp.posterior)
-            rows.append(evaluate(f"floor: Unconditional({steps}, eta={eta:g}) on exact posterior", m, 1000, gpf, mpf))
+            rows.append(evaluate(f"floor: Unconditional({steps}, eta={eta:g}) on exact posterior",
+                                 lambda: Unconditional(steps, eta=eta), 1000,
+                                 gp.with_prior(E.posterior_as_prior(gp)), mp.with_prior(E.posterior_as_prior(mp))))
     return rows
 
 
@@ -129,29 +125,32 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer draws (for a smoke run)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    lines = ["# Exact-posterior errors: DiffPIR, RED-diff, DAPS, DPS-w, DMPlug, TDS", "",
+    w = [f"{v:.2f}" for v in C.problem("mixture-range", "vp").posterior.weights.tolist()]
+    lines = ["# Exact-posterior errors: configuration variants of DiffPIR, RED-diff, DAPS, DPS-w, DMPlug, TDS", "",
              "Generated by `benchmarks/exact_posterior_more_methods.py` "
-             f"(torch {torch.__version__}, {platform.machine()}, 1 thread).", "",
-             "Columns: `mean` = ||sample mean - mu|| / sqrt(tr Sigma); `cov` = ||sample cov - Sigma||_F / ||Sigma||_F; "
-             "`spread` = sqrt(tr sample cov / tr Sigma) (1 for posterior draws, ~0 for a point estimate); "
-             "`dist` = RMS ||x - mu|| / sqrt(tr Sigma) (~1 for posterior draws, 0 for the posterior mean); "
-             "`res` = mean RMS of A x - y (sigma_y = 0.05); `w0` = fraction of draws in mixture component 0 "
-             "(exact posterior weight 0.300, prior weight 0.5); `s` = wall time for both problems. "
-             "Problem: Gaussian prior (d = 16, random non-isotropic covariance), dense 8x16 operator "
-             "with spectral norm 1, sigma_y = 0.05; mixture: two Gaussians.", ""]
-    for path_kind, path in (("vp", VPPath()), ("rf", RectifiedFlowPath())):
-        gp, mp = gaussian_problem(path=path), mixture_problem(path=path)
+             f"(torch {torch.__version__}, {platform.machine()}, 1 thread); problems and metrics of "
+             "`lit_ip/evaluation/exact.py`, as in `benchmarks/exact_posterior_table.md` (one row per registered "
+             "method there).", "",
+             "Columns (Gaussian problem, whitened `z = L^-1 (x - mu)`): `mean` = |mean(z)|, `cov` = |Cov(z) - I|_F, "
+             "`sw` = sliced Wasserstein-2 to N exact draws; `spread` = sqrt(tr sample cov / tr Sigma) (1 for "
+             "posterior draws, ~0 for a point estimate); `dist` = RMS |x - mu| / sqrt(tr Sigma) (~1 for posterior "
+             "draws, 0 for the posterior mean); `res` = mean RMS of A x - y (sigma_y = 0.1); mixture: `modes` = "
+             "total variation between the draws' component fractions and those of 40000 exact draws, `weights` = "
+             f"the fractions (exact posterior weights {'/'.join(w)}, prior .5/.3/.2); `s` = wall time for both "
+             "problems.", ""]
+    for path in ("vp", "rf"):
+        gp, mp = C.problem("gaussian", path), C.problem("mixture-range", path)
         rows = reference_rows(gp, mp, 100)
         for label, factory, n in methods():
             n = max(50, n // 5) if args.quick else n
             rows.append(evaluate(label, factory, n, gp, mp))
-            print(path_kind, rows[-1], flush=True)
-        title = "DDPM path (VPPath, linear betas, 1000 training steps)" if path_kind == "vp" else "rectified-flow path"
-        lines += [f"## {title}", "", "| method | N | mean | cov | spread | dist | res | w0 | s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+            print(path, rows[-1], flush=True)
+        title = "DDPM path (VPPath, linear betas, 1000 training steps)" if path == "vp" else "rectified-flow path"
+        lines += [f"## {title}", "", "| method | N | " + " | ".join(COLUMNS) + " | modes | weights | s |",
+                  "|---" * (len(COLUMNS) + 5) + "|"]
         for r in rows:
-            lines.append(f"| {r['label']} | {r['n']} | {fmt(r['mean'])} | {fmt(r['cov'])} | {fmt(r['spread'])} | "
-                         f"{fmt(r['dist'])} | {fmt(r['res'])} | {fmt(r['w0'])} | {r['seconds']:.1f} |")
+            lines.append(f"| {r['label']} | {r['n']} | " + " | ".join(fmt(r[k]) for k in COLUMNS)
+                         + f" | {fmt(r['modes'])} | {'/'.join(f'{v:.2f}' for v in r['w'])} | {r['seconds']:.1f} |")
         lines.append("")
     lines.append(NOTES)
     OUT.write_text("\n".join(lines) + "\n")

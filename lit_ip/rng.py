@@ -90,4 +90,33 @@ class SampleRNG:
         return SampleRNG([sample_seed(s, 0, stream) for s in self.seeds], self.device, self.dtype)
 
 
-__all__ = ["STREAMS", "sample_seed", "stream_id", "SampleRNG"]
+class BatchRNG:
+    """One generator for a whole batch of ``n`` i.i.d. samples (the :class:`SampleRNG` interface).
+
+    For statistics over thousands of draws (exact-posterior benchmarks), where only independence
+    matters and per-sample generators would dominate the run time. Rows are *not* reproducible
+    one by one across batch sizes: runs that write per-sample results use :class:`SampleRNG`.
+    """
+
+    def __init__(self, n: int, seed: int = 0, device="cpu", dtype=torch.float64):
+        self.n, self.seed = int(n), int(seed)
+        self.device, self.dtype = torch.device(device), dtype
+        self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _draw(self, fn, shape) -> Tensor:
+        shape = tuple(shape)
+        if shape[0] != self.n:
+            raise ValueError(f"asked for {shape[0]} rows from a BatchRNG over {self.n} samples")
+        return fn(shape, generator=self.generator, dtype=self.dtype).to(self.device)
+
+    def randn(self, shape) -> Tensor:
+        return self._draw(torch.randn, shape)
+
+    def rand(self, shape) -> Tensor:
+        return self._draw(torch.rand, shape)
+
+
+__all__ = ["STREAMS", "sample_seed", "stream_id", "SampleRNG", "BatchRNG"]

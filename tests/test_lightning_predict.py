@@ -147,7 +147,7 @@ def test_resume_skips_complete_keys_and_never_rewrites(prior, tmp_path):
     removed = [tmp_path / "denoise" / "ddpm" / "sample_00001_s01.png", tmp_path / "metrics" / "sample_00003.json"]
     for p in removed:
         p.unlink()
-    stale = tmp_path / "denoise" / "ddpm" / ".sample_00009.png.x1.tmp"  # as left by a killed run
+    stale = tmp_path / "denoise" / "ddpm" / ".sample_00009.png.litip-x1.tmp"  # as left by a killed run
     stale.write_bytes(b"partial")
     counting.drawn = 0
     run_predict(module, source, tmp_path)

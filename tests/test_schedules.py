@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lit_ip.methods import DDNM, Unconditional
-from lit_ip.methods.exactness import gaussian_problem
+from lit_ip.evaluation.exact import gaussian_problem
 from lit_ip.operators.noise import GaussianNoise
 from lit_ip.priors.paths import RectifiedFlowPath, VEPath, VPPath
 from lit_ip.rng import SampleRNG, sample_seed
@@ -70,7 +70,7 @@ def test_resampling_walks_down_with_jumps_back():
 
 
 def test_the_loop_renoises_and_counts_only_denoising_steps():
-    pr = gaussian_problem(path=VPPath(), operator="inpainting")
+    pr = gaussian_problem("vp", operator="inpainting")
     rng = SampleRNG.for_indices(range(4), dtype=torch.float64)
     method = DDNM(8, schedule=Resampling(UniformTime(), jump=2, repeats=2))
     pr.prior.evaluations.reset()

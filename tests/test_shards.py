@@ -1,6 +1,7 @@
 """Webdataset shards: make-shards, rank/worker splitting, global indices, damaged data."""
 import io
 import json
+import re
 import tarfile
 from types import SimpleNamespace
 
@@ -10,8 +11,8 @@ import torch
 from PIL import Image
 
 from lit_ip.cli import main as cli
-from lit_ip.data.shards import (ShardDataModule, ShardError, ShardSource, collate_items, count_samples,
-                                read_skipped)
+from lit_ip.data.shards import ShardError, ShardSource, collate_items, count_samples, read_skipped
+from lit_ip.lightning.datamodules import ShardDataModule
 
 
 def write_folder(root, n=7, size=12, seed=0):
@@ -140,14 +141,16 @@ def test_stored_measurements_and_unsafe_keys_pass_through(tmp_path):
     assert item["image"].allclose(torch.full((1, 4, 4), 128 / 255))
 
 
-def test_bad_configuration_is_refused(tmp_path, shards):
+def test_bad_configuration_is_refused(tmp_path, shards, capsys):
     out, _ = shards
     with pytest.raises(ValueError, match="on_error"):
         ShardSource(str(out), on_error="ignore")
     with pytest.raises(FileNotFoundError, match="missing"):
         ShardSource(str(tmp_path / "empty-{000..001}.tar"))
-    with pytest.raises(ValueError, match="per-shard"):
+    with pytest.raises(SystemExit) as err:  # the CLI prints the cause in one line
         cli(["make-shards", str(tmp_path / "imgs"), str(tmp_path / "x"), "--per-shard", "0"])
+    assert err.value.code == 1
+    assert "lit-ip: error: ValueError: --per-shard must be >= 1, got 0" in capsys.readouterr().err
 
 
 # --- distributed prediction from shards (subprocess CLI, 2 CPU processes) ------------------
@@ -181,7 +184,7 @@ model:
     num_samples: 2
     seed: 0
 data:
-  class_path: lit_ip.data.shards.ShardDataModule
+  class_path: lit_ip.lightning.datamodules.ShardDataModule
   init_args: {{shards: {shards}, batch_size: 2}}
 """
 
@@ -309,7 +312,7 @@ def test_two_processes_killed_and_resumed_match_one_process(ddp_setup, one_proce
     assert_same_run(one_process_run, out)  # nothing lost or duplicated, same values and metrics
 
 
-def test_predict_stops_on_a_damaged_sample_or_skips_and_lists_it(ddp_setup, tmp_path):
+def test_predict_stops_on_a_damaged_sample_or_skips_and_lists_it(ddp_setup, tmp_path, capsys):
     import yaml
 
     folder = tmp_path / "imgs"
@@ -321,8 +324,11 @@ def test_predict_stops_on_a_damaged_sample_or_skips_and_lists_it(ddp_setup, tmp_
     cfg["trainer"]["callbacks"][0]["init_args"]["evaluation"]["init_args"]["kid_subset_size"] = 2
     cfg["data"]["init_args"]["batch_size"] = 1
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ShardError, match=r"shard-000000\.tar, key 'sub/im0'.*cannot decode"):
+    with pytest.raises(SystemExit) as err:  # the CLI names the cause in one line
         cli(["predict", "--config", str(tmp_path / "c.yaml")])
+    assert err.value.code == 1
+    assert re.search(r"lit-ip: error: ShardError: shard .*shard-000000\.tar, key 'sub/im0'.*cannot decode",
+                     capsys.readouterr().err)
     kept = {p.name for p in (tmp_path / "out" / "metrics").glob("*.json")}
     # batches before the damaged one are written and stay (Lightning prefetches one batch ahead,
     # so the batch just before it may be unwritten)

@@ -24,7 +24,11 @@ MANIFEST = "manifest.json"
 
 
 def find_images(folder: Path) -> list[Path]:
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTS]
+    """Image files under ``folder``, sorted; hidden files and folders are left out."""
+    from .decode import is_hidden
+
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTS
+             and not is_hidden(p.relative_to(folder))]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -41,7 +45,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.litip-{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -70,6 +74,11 @@ def make_shards(folder, out_dir, per_shard: int = 1000, measurements: Optional[s
         if key in seen:
             raise ValueError(f"{seen[key]} and {path} map to the same key {key!r}; rename one of them")
         seen[key] = path
+    if measurements is not None:  # check every input before writing anything
+        absent = [p for p in images if not (Path(measurements) / p.relative_to(folder).with_suffix(".npy")).is_file()]
+        if absent:
+            raise FileNotFoundError(f"no stored measurement under {measurements} for {len(absent)} images, "
+                                    f"e.g. {absent[0].relative_to(folder).with_suffix('.npy')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     shards = []
     for s, start in enumerate(range(0, len(images), per_shard)):
@@ -77,7 +86,8 @@ def make_shards(folder, out_dir, per_shard: int = 1000, measurements: Optional[s
         name = f"{prefix}-{s:06d}.tar"
 
         def write(f, chunk=chunk):
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            # PAX: names of any length (a plain ustar header when the name fits, as before)
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for key, path in chunk:
                     rel = path.relative_to(folder)
                     _add(tar, f"{key}.{path.suffix.lower().lstrip('.')}", path.read_bytes())

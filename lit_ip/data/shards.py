@@ -8,13 +8,20 @@ none -- plus the position in its shard), so per-sample seeds do not depend on ho
 shards are split.
 
 Splitting: :meth:`ShardSource.assign` gives rank ``r`` of ``w`` the shards ``r, r+w, ...``;
-:class:`ShardDataModule` calls it in ``setup()`` from ``trainer.global_rank`` /
+:class:`lit_ip.lightning.datamodules.ShardDataModule` calls it in ``setup()`` from ``trainer.global_rank`` /
 ``world_size`` (never from environment variables inside workers), and webdataset gets
 ``nodesplitter=None``, ``shardshuffle=False`` and splits that list over workers. Ranks
 may get different numbers of items; nothing here is a collective.
 
-Errors: a truncated shard or an image that does not decode raises :class:`ShardError`
-naming the shard and key; with ``on_error="skip"`` the sample (or the rest of the shard)
+Every sample is accounted for: the samples read from each shard are counted against
+``manifest.json`` both ways (more is an error at once, fewer -- e.g. a damaged tar header,
+which ``tarfile`` reads as the end of the archive -- when the shard ends), a shard listed
+but missing from the folder is an error, and a shard without a manifest entry is scanned
+once for bytes after its last readable header.
+A key that occurs twice (in two shards read by the same DataLoader worker, or twice in one
+shard) is an error naming both shards (or skipped and listed); across workers and ranks the
+prediction writer refuses it, naming both items. Errors: a truncated or damaged shard or an image that does not decode raises
+:class:`ShardError` naming the shard and key; with ``on_error="skip"`` the sample (or the rest of the shard)
 is skipped and recorded in :attr:`ShardSource.skipped` and, if ``errors_dir`` is set, in
 ``errors_dir/skipped-rank<r>.jsonl`` (read back with :func:`read_skipped`).
 """
@@ -24,22 +31,18 @@ import glob
 import io
 import json
 import os
-import tarfile
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
+from .decode import pil_to_array
 from .make_shards import IMAGE_EXTS, MANIFEST
+from .shard_index import ShardError, count_samples, find_damage, scan_tar, shard_counts  # noqa: F401
 
 ON_ERROR = ("raise", "skip")
-
-
-class ShardError(RuntimeError):
-    """A shard or one of its samples cannot be read."""
 
 
 def expand_shards(shards: Union[str, Sequence[str]]) -> list[str]:
@@ -58,61 +61,9 @@ def expand_shards(shards: Union[str, Sequence[str]]) -> list[str]:
     return out
 
 
-def count_samples(shard: str) -> int:
-    """Number of samples (distinct keys in a row) of a tar, reading headers only."""
-    n, last = 0, None
-    try:
-        with tarfile.open(shard, mode="r|*") as tar:
-            for info in tar:
-                if not info.isreg():
-                    continue
-                key = _split_name(info.name)[0]
-                if key is not None and key != last:
-                    n, last = n + 1, key
-    except (tarfile.TarError, OSError, EOFError):
-        pass  # a truncated shard counts what it has; reading it reports the damage
-    return n
-
-
-def find_damage(shard: str) -> tuple[Optional[str], Optional[str]]:
-    """``(key cut off, last complete key)`` of a damaged tar, reading it member by member."""
-    last, current = None, None
-    try:
-        with tarfile.open(shard, mode="r|*") as tar:
-            for info in tar:
-                key = _split_name(info.name)[0] if info.isreg() else None
-                if key is None:
-                    continue
-                if key != current:
-                    last, current = current, key
-                tar.extractfile(info).read()
-    except (tarfile.TarError, OSError, EOFError):
-        return current, last
-    return None, current
-
-
-def _split_name(name: str):
-    """webdataset's key/extension split: the key ends at the first dot of the base name."""
-    head, _, base = name.rpartition("/")
-    stem, dot, ext = base.partition(".")
-    if not dot or not stem:
-        return None, None
-    return (f"{head}/{stem}" if head else stem), ext.lower()
-
-
-def shard_counts(shards: Sequence[str]) -> list[int]:
-    """Sample counts from the manifest beside the shards, else by counting tar members."""
-    folder = Path(shards[0]).parent
-    manifest = folder / MANIFEST
-    if manifest.is_file():
-        listed = {s["name"]: int(s["count"]) for s in json.loads(manifest.read_text())["shards"]}
-        if all(Path(s).parent == folder and Path(s).name in listed for s in shards):
-            return [listed[Path(s).name] for s in shards]
-    return [count_samples(s) for s in shards]
-
-
 def decode_image(data: bytes, ext: str) -> torch.Tensor:
-    """Image bytes -> float (C, H, W) in [0, 1] (gray: C = 1, RGB(A): C = 3)."""
+    """Image bytes -> float (C, H, W) in [0, 1] (gray: C = 1, RGB(A): C = 3; see
+    :func:`lit_ip.data.decode.pil_to_array`)."""
     if ext == "npy":
         arr = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
         arr = arr[None] if arr.ndim == 2 else arr
@@ -122,12 +73,7 @@ def decode_image(data: bytes, ext: str) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I"):
-            arr = np.asarray(im, dtype=np.float32) / 65535.0
-        else:
-            im = im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+        arr = pil_to_array(im)  # 8 / 16 bit, alpha composited on white (lit_ip.data.decode)
     arr = arr[..., None] if arr.ndim == 2 else arr
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
@@ -163,7 +109,9 @@ class ShardSource(IterableDataset):
         self.shards = expand_shards(shards)
         self.on_error, self.image_ext = on_error, tuple(image_ext)
         self.errors_dir, self.channels = errors_dir, channels
-        counts = shard_counts(self.shards)
+        self.scan_damage: dict[str, str] = {}  # found while counting shards without a manifest
+        counts = shard_counts(self.shards, whole_folder=isinstance(shards, str) and os.path.isdir(shards),
+                              damage=self.scan_damage)
         self.offsets = dict(zip(self.shards, np.cumsum([0, *counts[:-1]]).tolist()))
         self.counts = dict(zip(self.shards, counts))
         self.rank, self.world_size = 0, 1
@@ -219,10 +167,36 @@ class ShardSource(IterableDataset):
         return iter(wds.WebDataset(self.assigned, shardshuffle=False, nodesplitter=None,
                                    workersplitter=wds.split_by_worker, handler=handler, empty_check=False))
 
+    def _worker_shards(self) -> list[str]:
+        """The shards this DataLoader worker reads (webdataset's ``split_by_worker``)."""
+        info = torch.utils.data.get_worker_info()
+        return self.assigned if info is None else self.assigned[info.id::info.num_workers]
+
+    def _check_finished(self, state: dict, upto: Optional[str] = None) -> None:
+        """Every shard read before ``upto`` (all, if None) gave all the samples it should."""
+        for url in state["mine"]:
+            if url == upto:
+                return
+            if url in state["checked"]:
+                continue
+            state["checked"].add(url)
+            if url in state["broken"]:
+                continue  # damage already recorded by the reader
+            got, want = state["pos"].get(url, 0), self.counts[url]
+            if got < want:
+                _, why = scan_tar(url)
+                self._record(url, state["last"].get(url), f"only {got} of the {want} samples listed in "
+                             f"{MANIFEST} could be read ({why or 'the tar ends early'})")
+            elif url in self.scan_damage:
+                self._record(url, state["last"].get(url), f"{self.scan_damage[url]} (no {MANIFEST}: "
+                             f"samples after the damage are lost)")
+
     def __iter__(self) -> Iterator[dict]:
-        state = {"last": {}, "pos": {}, "broken": {}, "url": None}
+        state = {"last": {}, "pos": {}, "broken": {}, "url": None, "checked": set(),
+                 "mine": self._worker_shards(), "seen": {}}
         try:
             yield from self._items(state)
+            self._check_finished(state)
         except ShardError:
             raise
         except Exception as err:
@@ -233,11 +207,19 @@ class ShardSource(IterableDataset):
     def _items(self, state: dict) -> Iterator[dict]:
         for raw in self._raw(state):
             url, key = raw["__url__"], raw["__key__"]
+            if url != state["url"]:
+                self._check_finished(state, upto=url)
             state["url"] = url
             pos = state["pos"].get(url, 0)
             state["pos"][url], state["last"][url] = pos + 1, key
             if url in state["broken"] and key == state["broken"][url]:
                 continue  # the partial sample of a truncated shard (already recorded)
+            if key in state["seen"]:  # each raw sample is one sample: a key seen before is a duplicate
+                first = state["seen"][key]
+                self._record(url, key, f"duplicate key: {key!r} is also a sample of shard {first}"
+                             if first != url else f"duplicate key: {key!r} occurs twice in this shard")
+                continue
+            state["seen"][key] = url
             item = self._item(raw, url, key, pos)
             if item is not None:
                 yield item
@@ -277,6 +259,11 @@ def collate_items(items: list[dict]) -> dict:
     """Stack images (and stored measurements); keep keys and metadata as lists."""
     if not items:
         raise ValueError("empty batch")
+    for name in ("image", "y"):
+        shapes = {tuple(it[name].shape) for it in items if name in it}
+        if len(shapes) > 1:
+            raise ShardError(f"samples {[it['key'] for it in items]} have {name}s of different shapes "
+                             f"{sorted(shapes)}: set channels= or use batch_size=1")
     out = {"image": torch.stack([it["image"] for it in items]),
            "key": [it["key"] for it in items],
            "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
@@ -288,50 +275,3 @@ def collate_items(items: list[dict]) -> dict:
     if any("meta" in it for it in items):
         out["meta"] = [it.get("meta", {}) for it in items]
     return out
-
-
-class ShardDataModule(LightningDataModule):
-    """Prediction data from webdataset shards; each rank's shard list is set in ``setup()``.
-
-    Args:
-        shards, on_error, channels: see :class:`ShardSource`.
-        batch_size, num_workers: DataLoader settings (``num_workers=0`` on small machines;
-            with workers, use at least ``world_size * num_workers`` shards or some idle).
-        errors_dir: where skipped samples are listed (one file per rank).
-    """
-
-    def __init__(self, shards: Union[str, list[str]], batch_size: int = 8, num_workers: int = 0,
-                 on_error: str = "raise", channels: Optional[int] = None, errors_dir: Optional[str] = None):
-        super().__init__()
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        self.shards, self.batch_size, self.num_workers = shards, int(batch_size), int(num_workers)
-        self.on_error, self.channels, self.errors_dir = on_error, channels, errors_dir
-        self.source: Optional[ShardSource] = None
-
-    def report_skipped_to(self, errors_dir) -> None:
-        """List skipped samples in ``errors_dir`` unless configured otherwise (the prediction
-        writer points this into its output folder so the run summary can list them)."""
-        if self.errors_dir is None:
-            self.errors_dir = str(errors_dir)
-            if self.source is not None:
-                self.source.errors_dir = self.errors_dir
-
-    def setup(self, stage: Optional[str] = None) -> None:
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        self.source = ShardSource(self.shards, on_error=self.on_error, errors_dir=self.errors_dir,
-                                  channels=self.channels)
-        self.source.assign(rank, world)
-
-    def predict_dataloader(self) -> DataLoader:
-        if self.source is None:
-            self.setup("predict")
-        return DataLoader(self.source, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=collate_items, persistent_workers=False)
-
-    def skipped(self) -> list[dict]:
-        """Samples skipped so far (all ranks when ``errors_dir`` is set, else this process)."""
-        if self.errors_dir is not None:
-            return read_skipped(self.errors_dir)
-        return list(self.source.skipped) if self.source is not None else []

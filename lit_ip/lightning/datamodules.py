@@ -1,4 +1,6 @@
-"""DataModules: any map-style data set of ``{"image", "key", "index"}`` items.
+"""DataModules: any map-style data set of ``{"image", "key", "index"}`` items
+(:class:`ImageDataModule`) and webdataset shards (:class:`ShardDataModule`); the training
+DataModule is :class:`lit_ip.lightning.train_data.TrainingData`.
 
 For ``predict``, Lightning wraps the loader in its unrepeated distributed sampler
 under DDP (interleaved indices, no padding, no duplicates), so every item is
@@ -7,11 +9,13 @@ processed by exactly one rank; outputs are written by
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data._utils.collate import default_collate
+
+from ..data import shards as _shards
 
 
 def collate_items(items: list[dict]) -> dict:
@@ -68,6 +72,18 @@ class ImageDataModule(LightningDataModule):
             chosen = chosen[: int(self.limit)]
         return self.source if chosen == list(range(n)) else Subset(self.source, chosen)
 
+    def report_skipped_to(self, errors_dir) -> None:
+        """List the items the source left out (e.g. ``ImageFolder(on_error="skip")``) in
+        ``errors_dir`` (the prediction writer's ``skipped/``; ``summary.json`` lists them)."""
+        skipped = getattr(self.source, "skipped", None)
+        if skipped:
+            import json
+
+            from .. import io
+
+            io.write_text(io.safe_path(errors_dir, "skipped-rank0.jsonl"),
+                          "".join(json.dumps(r) + "\n" for r in skipped))
+
     def _loader(self, shuffle: bool) -> DataLoader:
         return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, collate_fn=collate_items,
@@ -78,3 +94,50 @@ class ImageDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(shuffle=self.shuffle_train)
+
+
+class ShardDataModule(LightningDataModule):
+    """Prediction data from webdataset shards; each rank's shard list is set in ``setup()``.
+
+    Args:
+        shards, on_error, channels: see :class:`lit_ip.data.shards.ShardSource`.
+        batch_size, num_workers: DataLoader settings (``num_workers=0`` on small machines;
+            with workers, use at least ``world_size * num_workers`` shards or some idle).
+        errors_dir: where skipped samples are listed (one file per rank).
+    """
+
+    def __init__(self, shards: Union[str, list[str]], batch_size: int = 8, num_workers: int = 0,
+                 on_error: str = "raise", channels: Optional[int] = None, errors_dir: Optional[str] = None):
+        super().__init__()
+        if on_error not in _shards.ON_ERROR:
+            raise ValueError(f"on_error must be one of {_shards.ON_ERROR}, got {on_error!r}")
+        self.shards, self.batch_size, self.num_workers = shards, int(batch_size), int(num_workers)
+        self.on_error, self.channels, self.errors_dir = on_error, channels, errors_dir
+        self.source: Optional[_shards.ShardSource] = None
+
+    def report_skipped_to(self, errors_dir) -> None:
+        """List skipped samples in ``errors_dir`` unless configured otherwise (the prediction
+        writer points this into its output folder so the run summary can list them)."""
+        if self.errors_dir is None:
+            self.errors_dir = str(errors_dir)
+            if self.source is not None:
+                self.source.errors_dir = self.errors_dir
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        self.source = _shards.ShardSource(self.shards, on_error=self.on_error, errors_dir=self.errors_dir,
+                                  channels=self.channels)
+        self.source.assign(rank, world)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.source is None:
+            self.setup("predict")
+        return DataLoader(self.source, batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=_shards.collate_items, persistent_workers=False)
+
+    def skipped(self) -> list[dict]:
+        """Samples skipped so far (all ranks when ``errors_dir`` is set, else this process)."""
+        if self.errors_dir is not None:
+            return _shards.read_skipped(self.errors_dir)
+        return list(self.source.skipped) if self.source is not None else []

@@ -38,9 +38,11 @@ from ..operators.noise import GaussianNoise, NoiseModel
 from ..priors.base import Prior
 from ..rng import SampleRNG
 
-#: output-folder names a task or method may not take
-RESERVED = {"ground_truth", "measurement", "pinv", "metrics", "figures"}
+#: output-folder names a task or method may not take (the writer's folders and files)
+RESERVED = {"ground_truth", "measurement", "pinv", "metrics", "figures", "skipped", "metrics.csv",
+            "metrics.md", "summary.json", "config.yaml", "run_config.json"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MAX_NAME = 100  # a folder name and, for tasks, figures/TASK.png: well under file-system limits
 
 
 class Task:
@@ -62,9 +64,9 @@ class Task:
 
 
 def _check_name(kind: str, name: str) -> str:
-    if not _NAME.match(str(name)) or name in RESERVED:
-        raise ValueError(f"{kind} name {name!r} is not allowed: use letters, digits, '_', '-', '.' "
-                         f"(not starting with a symbol) and none of {sorted(RESERVED)}")
+    if not _NAME.match(str(name)) or name in RESERVED or len(str(name)) > _MAX_NAME:
+        raise ValueError(f"{kind} name {name!r} is not allowed: use up to {_MAX_NAME} letters, digits, "
+                         f"'_', '-', '.' (not starting with a symbol) and none of {sorted(RESERVED)}")
     return str(name)
 
 
@@ -140,8 +142,8 @@ class PosteriorSamplingModule(LightningModule):
         return pairs
 
     # --- skipping (set by the prediction writer) ----------------------------
-    def set_skip(self, fn: Optional[Callable[[str], bool]]) -> None:
-        """``fn(key) -> True`` marks samples whose outputs already exist (not sampled again)."""
+    def set_skip(self, fn: Optional[Callable[[str, int], bool]]) -> None:
+        """``fn(key, index) -> True`` marks samples whose outputs already exist (not sampled again)."""
         self._skip = fn
 
     # --- the work -----------------------------------------------------------
@@ -163,7 +165,7 @@ class PosteriorSamplingModule(LightningModule):
         """
         keys = [str(k) for k in batch["key"]]
         indices = [int(i) for i in batch["index"]]
-        rows = [j for j, k in enumerate(keys) if self._skip is None or not self._skip(k)]
+        rows = [j for j, k in enumerate(keys) if self._skip is None or not self._skip(k, indices[j])]
         keys, indices = [keys[j] for j in rows], [indices[j] for j in rows]
         out = {"key": keys, "index": indices, "image": None, "tasks": {}}
         if not rows:

@@ -9,9 +9,13 @@ with ``target`` = eps (DDPM, Ho et al. 2020), x0, v (Salimans & Ho 2022) or the 
 from :func:`lit_ip.priors.parameterization.target_from`. Time is uniform over the path's
 training range (integer steps for :class:`~lit_ip.priors.paths.VPPath`).
 
-The optimizer (AdamW) and schedule (linear warm-up, then constant or cosine decay to
-``min_lr_ratio * lr`` at ``trainer.max_steps``) are set by this module's init arguments,
-not by LightningCLI's ``optimizer:`` / ``lr_scheduler:`` keys. Gradient clipping is the
+The optimizer and learning-rate schedule come from the config: ``optimizer`` and
+``lr_scheduler`` init arguments are callables (LightningCLI's ``OptimizerCallable`` /
+``LRSchedulerCallable``, given in YAML by ``class_path`` / ``init_args``, e.g.
+``optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.01}}``). Unset, the optimizer is
+AdamW(``lr``, ``betas``, ``weight_decay``) and the schedule a linear warm-up, then constant or
+cosine decay to ``min_lr_ratio`` times the base rate at ``trainer.max_steps`` (applied to either
+optimizer unless ``lr_scheduler`` is given). Gradient clipping is the
 Trainer's ``gradient_clip_val``. An exponential moving average of the weights
 (``ema_decay``, with the usual warm-up ``min(decay, (1 + n) / (10 + n))``) is kept in the
 checkpoint, used for validation, and is what :class:`ExportPrior` writes.
@@ -28,6 +32,7 @@ from typing import Optional, Sequence
 
 import torch
 from lightning import Callback, LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from ..models.checkpoints import load_strict
@@ -49,8 +54,12 @@ class DiffusionTraining(LightningModule):
         data_range: native data range the [0, 1] images are mapped to.
         time_scale: network time = path time * time_scale (e.g. 999 for flows).
         image_shape: (C, H, W) recorded in the exported prior; default: from the first batch.
-        lr, weight_decay, betas, warmup_steps, lr_schedule ("constant" | "cosine"), min_lr_ratio:
-            AdamW and its schedule.
+        optimizer: ``params -> torch.optim.Optimizer`` (a ``class_path`` spec in YAML); None:
+            AdamW with ``lr`` (default 2e-4), ``betas`` (default (0.9, 0.999)) and
+            ``weight_decay`` (default 0), which must then be left unset.
+        lr_scheduler: ``optimizer -> scheduler``, stepped every training step; None: the
+            built-in schedule of ``warmup_steps``, ``lr_schedule`` ("constant" | "cosine") and
+            ``min_lr_ratio``.
         ema_decay: EMA decay (0 disables averaging: the EMA copy tracks the weights).
         init_from: prior directory, shipped prior name or diffusers UNet directory to start from
             (fine-tuning); loaded strictly.
@@ -63,15 +72,21 @@ class DiffusionTraining(LightningModule):
     def __init__(self, network: Optional[nn.Module] = None, path: Optional[NoisePath] = None,
                  prediction: str = "eps", data_range: Sequence[float] = (-1.0, 1.0),
                  time_scale: float = 1.0, image_shape: Optional[Sequence[int]] = None,
-                 lr: float = 2e-4, weight_decay: float = 0.0, betas: Sequence[float] = (0.9, 0.999),
+                 lr: Optional[float] = None, weight_decay: Optional[float] = None,
+                 betas: Optional[Sequence[float]] = None,
                  warmup_steps: int = 100, lr_schedule: str = "cosine", min_lr_ratio: float = 0.1,
                  ema_decay: float = 0.999, init_from: Optional[str] = None,
-                 freeze: Sequence[str] = (), val_levels: int = 8, clip_x0: bool = True):
+                 freeze: Sequence[str] = (), val_levels: int = 8, clip_x0: bool = True,
+                 optimizer: Optional[OptimizerCallable] = None,
+                 lr_scheduler: Optional[LRSchedulerCallable] = None):
         super().__init__()
         if prediction not in P.PREDICTIONS:
             raise ValueError(f"unknown prediction type {prediction!r}; known: {P.PREDICTIONS}")
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        if optimizer is not None and (lr, weight_decay, betas) != (None, None, None):
+            raise ValueError("lr / weight_decay / betas configure the default AdamW; with an optimizer "
+                             "given, set them in its init_args instead")
         if network is None and init_from is None:
             raise ValueError("give a network, or init_from (a prior / diffusers directory) to take it from")
         if network is None:
@@ -85,7 +100,10 @@ class DiffusionTraining(LightningModule):
         self.prediction, self.time_scale = prediction, float(time_scale)
         self.data_range = tuple(float(v) for v in data_range)
         self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
-        self.lr, self.weight_decay, self.betas = float(lr), float(weight_decay), tuple(betas)
+        self.lr = 2e-4 if lr is None else float(lr)
+        self.weight_decay = 0.0 if weight_decay is None else float(weight_decay)
+        self.betas = (0.9, 0.999) if betas is None else tuple(betas)
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.warmup_steps, self.lr_schedule, self.min_lr_ratio = int(warmup_steps), lr_schedule, float(min_lr_ratio)
         self.ema_decay, self.val_levels = float(ema_decay), int(val_levels)
         self.clip_x0 = bool(clip_x0)
@@ -166,7 +184,12 @@ class DiffusionTraining(LightningModule):
         params = [p for p in self.network.parameters() if p.requires_grad]
         if not params:
             raise ValueError("every parameter is frozen; nothing to train")
-        opt = torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        if self.optimizer_factory is not None:
+            opt = self.optimizer_factory(params)
+        else:
+            opt = torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        if self.scheduler_factory is not None:
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "step"}}
         total = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 0
 
         def factor(step: int) -> float:

@@ -9,16 +9,19 @@ Layout under ``output_dir`` (``KEY`` = the sample's key made file-name safe)::
     metrics/KEY.json                per-image PSNR / SSIM rows, written last (marks the key done)
     metrics.csv, metrics.md, summary.json, figures/TASK.png     (rank 0, at the end)
 
-A key whose outputs all exist is skipped *before sampling* (the module asks
+A key whose outputs all exist and read back is skipped *before sampling* (the module asks
 :meth:`PredictionWriter.is_complete`), so a rerun resumes an interrupted run; each key
-is handled by exactly one rank, so the decision needs no communication. Every file
-goes through a temporary file and ``os.replace``; existing files are never rewritten.
+is handled by exactly one rank, so the decision needs no communication. A damaged output
+is removed and redone (:mod:`.resume`); two data items that would share output files are
+refused. The folder is bound to the run's settings (``run_config.json``,
+:mod:`.run_binding`): a rerun with settings that change outputs is refused before any work.
+Every file goes through a temporary file, ``fsync`` and ``os.replace``; existing files are
+never rewritten; SIGTERM / SIGINT abandon the sample in flight (:mod:`.interrupt`).
 Metrics (torchmetrics functional, ``data_range=1``) compare images clipped to [0, 1],
 i.e. what the PNGs show.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +35,9 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from .. import io
 from ..data.shards import read_skipped
 from ..metrics.evaluation import Evaluation, std_image
+from . import interrupt, run_binding
 from .figures import FigureRow, image_grid
+from .resume import KeyLedger, usable
 from .sampling_module import PosteriorSamplingModule
 
 COLUMNS = ("key", "index", "task", "method", "sample", "psnr", "ssim", "nfe", "nfe_backward")
@@ -89,6 +94,8 @@ class PredictionWriter(BasePredictionWriter):
         self.print_summary = bool(print_summary)
         self.layout: dict[str, Any] = {}
         self.summary: list[dict] = []
+        self.ledger = KeyLedger()
+        self.signals = interrupt.StopOnSignal()
 
     # --- layout ----------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -111,8 +118,15 @@ class PredictionWriter(BasePredictionWriter):
             files += [self.path(task, m, name) for m in methods for name in self.recon_names(skey)]
         return files
 
-    def is_complete(self, key: str) -> bool:
-        return all(p.exists() for p in self.expected_files(key))
+    def is_complete(self, key: str, index: Optional[int] = None) -> bool:
+        """All outputs of ``key`` exist and read back (damaged ones are removed to be redone);
+        refuses a second data item claiming the same output names."""
+        skey = io.sanitize_key(key)
+        record = self.path("metrics", f"{skey}.json")
+        self.ledger.claim(skey, key, index, io.read_json(record) if usable(record) else None)
+        gt = self.path("ground_truth", f"{skey}.png")
+        gt_ok = not gt.exists() or usable(gt)  # damaged: removed, so the key is redone
+        return all([usable(p) for p in self.expected_files(key)]) and gt_ok  # all checked
 
     # --- Lightning hooks ---------------------------------------------------------
     def on_predict_start(self, trainer, pl_module) -> None:
@@ -133,8 +147,14 @@ class PredictionWriter(BasePredictionWriter):
         self.evaluation.setup(pl_module.pairs, pl_module.num_samples)
         self.root.mkdir(parents=True, exist_ok=True)
         pl_module.set_skip(self.is_complete)
+        self.signals.install()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.signals.restore()
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        if isinstance(pl_module, PosteriorSamplingModule):  # refuse other settings' outputs first
+            run_binding.check_run(self.root, pl_module, trainer, self)
         dm = trainer.datamodule  # data sources that skip damaged samples list them here
         if dm is not None and hasattr(dm, "report_skipped_to"):
             dm.report_skipped_to(self.root / "skipped")
@@ -156,7 +176,7 @@ class PredictionWriter(BasePredictionWriter):
         gt = self.path("ground_truth", f"{skey}.png")
         if not gt.exists():
             return
-        rows = json.loads(self.path("metrics", f"{skey}.json").read_text())["rows"]
+        rows = io.read_json(self.path("metrics", f"{skey}.json"))["rows"]
         for task, methods in self.layout["pairs"].items():
             for m in methods:
                 self.evaluation.update_from_rows(task, m, io.read_png(self.path(task, m, self.recon_names(skey)[0])),
@@ -169,6 +189,7 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             self.finalize(results)
         trainer.strategy.barrier("lit_ip_writer_final")
+        self.signals.restore()  # a signal during the tables above stops the run like any other
 
     # --- one sample --------------------------------------------------------------
     def _write_png(self, path: Path, image: Tensor) -> None:
@@ -215,12 +236,11 @@ class PredictionWriter(BasePredictionWriter):
     def _write_metrics(self, skey: str, record: dict) -> None:
         path = self.path("metrics", f"{skey}.json")
         ident = lambda rows: sorted((r["task"], r["method"], str(r["sample"])) for r in rows)  # noqa: E731
-        if path.exists():
-            try:
-                if ident(json.loads(path.read_text())["rows"]) == ident(record["rows"]):
-                    return
-            except (ValueError, KeyError):
-                pass  # unreadable: replace it
+        if usable(path):  # damaged: removed by usable(), replaced here
+            old = io.read_json(path)
+            self.ledger.claim(skey, record["key"], record["index"], old)  # another rank's item?
+            if ident(old.get("rows", [])) == ident(record["rows"]):
+                return
         io.write_json(path, record)
 
     # --- end of run (rank 0) -----------------------------------------------------
@@ -229,7 +249,7 @@ class PredictionWriter(BasePredictionWriter):
         wanted = {(t, m) for t, ms in self.layout["pairs"].items() for m in ms + [PINV]}
         rows = []
         for f in sorted(self.path("metrics").glob("*.json")):
-            rows += [r for r in json.loads(f.read_text())["rows"] if (r["task"], r["method"]) in wanted]
+            rows += [r for r in io.read_json(f)["rows"] if (r["task"], r["method"]) in wanted]
         return sorted(rows, key=lambda r: (r["task"], r["method"], r["index"], str(r["sample"])))
 
     @staticmethod
@@ -252,10 +272,17 @@ class PredictionWriter(BasePredictionWriter):
         order = lambda s: (s["task"], not s["method"].startswith("pinv"), s["method"])  # noqa: E731
         return sorted(out, key=order)
 
+    def output_folders(self) -> list[Path]:
+        """The folders this writer writes into (the root, not the folders below it)."""
+        folders = [self.root] + [self.path(d) for d in ("ground_truth", "metrics", "figures")]
+        for task, methods in self.layout["pairs"].items():
+            folders += [self.path(task, d) for d in ("measurement", PINV, *methods)]
+        return folders
+
     def finalize(self, results: Optional[dict] = None) -> None:
         """Merge per-key metrics into tables, write summary and figures (all ranks are done)."""
-        for stale in self.root.rglob(".*.tmp"):  # left by an interrupted earlier run
-            stale.unlink(missing_ok=True)
+        for folder in self.output_folders():  # this writer's temporary files, left by a killed run
+            io.remove_own_temp_files(folder)
         rows = self.load_rows()
         columns = COLUMNS + self.evaluation.columns
         io.write_csv(self.path("metrics.csv"), rows, columns)
@@ -321,7 +348,7 @@ class PredictionWriter(BasePredictionWriter):
         for k in skeys:
             p = self.path("metrics", f"{k}.json")
             if p.exists():
-                for r in json.loads(p.read_text())["rows"]:
+                for r in io.read_json(p)["rows"]:
                     if r["task"] == task and r["sample"] in (0, "0"):
                         out[(k, r["method"])] = r
         return out

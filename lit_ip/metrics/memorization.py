@@ -78,12 +78,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     ap.add_argument("--no-flips", action="store_true", help="training used no horizontal flips")
     args = ap.parse_args(list(argv) if argv is not None else None)
 
-    from ..lightning.training import sample_prior
+    from ..api import prior_sample          # the command entry only: the metric itself needs no sampler
+    from ..methods.base import Unconditional
     from ..priors.pretrained import PretrainedPrior
 
     prior = PretrainedPrior(args.prior)
     size = prior.image_shape[-1]
-    samples = sample_prior(prior, args.num_samples, args.steps, args.seed).clamp(0, 1)
+    eta = 1.0 if prior.path.kind == "vp" else 0.0   # DDPM ancestral / Euler, as lit-ip fit's sample grids
+    samples = prior_sample(prior, args.num_samples, Unconditional(args.steps, eta=eta), seed=args.seed).clamp(0, 1)
     report = memorization_report(samples, _data(args.data, "train", size),
                                  _data(args.data, "heldout", size), flips=not args.no_flips)
     report.update(prior=args.prior, num_steps=args.steps, seed=args.seed)

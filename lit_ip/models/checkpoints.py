@@ -4,7 +4,10 @@
   by ``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and
   plain containers.
 * Loading is strict: a missing, unexpected or mis-shaped key is an error listing the first
-  offenders; nothing is ever left at its random initialisation.
+  offenders; nothing is ever left at its random initialisation. So is a tensor whose kind
+  does not match (integer or bool weights for a float parameter would be cast silently by
+  ``load_state_dict`` into garbage).
+* A file that cannot be read (truncated, not a checkpoint) is an error naming the file.
 """
 from __future__ import annotations
 
@@ -39,7 +42,11 @@ def read_state_dict(path: PathLike, key: Optional[str] = None, strip_prefix: str
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        obj = load_file(str(path))
+        try:
+            obj = load_file(str(path))
+        except Exception as err:  # SafetensorError and OSError for truncated or foreign files
+            raise CheckpointError(f"{path} cannot be read as safetensors (truncated or damaged?): "
+                                  f"{type(err).__name__}: {err}") from err
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -47,6 +54,9 @@ def read_state_dict(path: PathLike, key: Optional[str] = None, strip_prefix: str
             raise CheckpointError(
                 f"{path} is not a tensors-only checkpoint and was refused (loading it would run "
                 f"pickled code; convert it to safetensors in a trusted environment): {err}") from err
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path} cannot be read as a torch checkpoint (truncated or damaged?): "
+                                  f"{type(err).__name__}: {err}") from err
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             found = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__
@@ -78,10 +88,17 @@ def mismatch_report(expected: Mapping[str, Sequence[int]], found: Mapping[str, S
 
 def load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint") -> nn.Module:
     """``module.load_state_dict(state, strict=True)``, failing with a :func:`mismatch_report`."""
-    expected = {k: v.shape for k, v in module.state_dict().items()}
+    own = module.state_dict()
+    expected = {k: v.shape for k, v in own.items()}
     report = mismatch_report(expected, {k: v.shape for k, v in state.items()})
     if report:
         raise CheckpointError(f"{source} does not match {type(module).__name__}: {report}")
+    kinds = [f"{k} ({state[k].dtype} in the file, {v.dtype} in the network)" for k, v in own.items()
+             if v.is_floating_point() and not state[k].is_floating_point()]
+    if kinds:
+        more = f" ... and {len(kinds) - 5} more" if len(kinds) > 5 else ""
+        raise CheckpointError(f"{source} stores non-float weights for float parameters: "
+                              f"{', '.join(kinds[:5])}{more}")
     module.load_state_dict(state, strict=True)
     return module
 

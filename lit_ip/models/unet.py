@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 
 from torch import Tensor, nn
 
+from . import recorded_config
 from .checkpoints import CheckpointError, load_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -94,13 +95,16 @@ def load_unet_dir(directory: Union[str, os.PathLike]):
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
         raise CheckpointError(f"{d / CONFIG_FILE} describes a {cls_name}; only UNet2DModel is supported")
+    recorded_config.check(d / WEIGHTS_FILE, "unet", recorded_config.unet_fields(config), d / CONFIG_FILE)
     unet = UNet2DModel.from_config(config)
     load_checkpoint(unet, d / WEIGHTS_FILE)
     return unet.eval()
 
 
-def save_unet_dir(unet: nn.Module, directory: Union[str, os.PathLike]) -> None:
-    """Write ``config.json`` + ``diffusion_pytorch_model.safetensors`` (fp32, contiguous)."""
+def save_unet_dir(unet: nn.Module, directory: Union[str, os.PathLike], record: Optional[dict] = None) -> None:
+    """Write ``config.json`` + ``diffusion_pytorch_model.safetensors`` (fp32, contiguous); the
+    weights record the config (and ``record``, e.g. the prior's fields) for
+    :mod:`lit_ip.models.recorded_config`."""
     from safetensors.torch import save_file
 
     d = Path(directory)
@@ -112,4 +116,5 @@ def save_unet_dir(unet: nn.Module, directory: Union[str, os.PathLike]) -> None:
     config.update(_class_name=type(unet).__name__, _diffusers_version=diffusers.__version__)
     (d / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     state = {k: v.detach().float().contiguous().cpu() for k, v in unet.state_dict().items()}
-    save_file(state, str(d / WEIGHTS_FILE))
+    meta = recorded_config.metadata({"unet": recorded_config.unet_fields(config), **(record or {})})
+    save_file(state, str(d / WEIGHTS_FILE), metadata=meta)

@@ -248,9 +248,13 @@ class GaussianMixturePrior(Prior):
         z = rng.randn((n, self.means.shape[1])).to(torch.float64)
         if self.kind == "diag":
             x = self.means[k] + self.diag[k].sqrt() * z
-        elif self.rank == self.means.shape[1]:                      # dense: z in eigen coordinates
-            Q = self.Q[k] if self.Q.shape[0] > 1 else self.Q[0].expand(n, -1, -1)
-            x = self.means[k] + torch.einsum("nde,ne->nd", Q, self.lam[k].sqrt() * z)
+        elif self.rank == self.means.shape[1] and self.Q.shape[0] > 1:  # dense, per component:
+            x = self.means[k].clone()                                   # no (n, d, d) gather
+            for j in range(len(self.weights)):
+                rows = k == j
+                x[rows] += (self.lam[j].sqrt() * z[rows]) @ self.Q[j].T
+        elif self.rank == self.means.shape[1]:                      # dense, shared eigenbasis
+            x = self.means[k] + torch.einsum("de,ne->nd", self.Q[0], self.lam[k].sqrt() * z)
         else:
             sc = self.floor[k].sqrt()
             Q = self.Q[k] if self.Q.shape[0] > 1 else self.Q[0].expand(n, -1, -1)

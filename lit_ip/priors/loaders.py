@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..models.adm import PRESET_SCHEDULES, PRESETS, EpsHalf, adm_from_preset
 from ..models.checkpoints import CheckpointError, load_checkpoint
+from .config_checks import check_scheduler_config, check_unet_config
 from .network import NetworkPrior
 from .paths import VPPath
 
@@ -122,7 +123,7 @@ def _find_file(candidates: Sequence[Path], what: str, directory: Path) -> Path:
 
 def read_scheduler_config(path: Path) -> tuple[VPPath, str, bool]:
     """(native path, prediction, learned variance) from a diffusers DDPM/DDIM scheduler config."""
-    cfg = json.loads(Path(path).read_text())
+    cfg = check_scheduler_config(json.loads(Path(path).read_text()), path)
     if cfg.get("trained_betas") is not None:
         raise ValueError(f"{path}: explicit trained_betas are not supported (only linear and cosine "
                          f"DDPM schedules)")
@@ -168,7 +169,7 @@ class DiffusersPrior(NetworkPrior):
                               unet_dir / "diffusion_pytorch_model.bin"], "UNet weights", d)
         sched_file = _find_file([d / "scheduler_config.json", d / "scheduler" / "scheduler_config.json",
                                  unet_dir / "scheduler_config.json"], "scheduler_config.json", d)
-        config = json.loads(config_file.read_text())
+        config = check_unet_config(json.loads(config_file.read_text()), config_file)
         if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
             raise CheckpointError(f"{config_file} describes a {config['_class_name']}; only UNet2DModel "
                                   f"is supported")

@@ -19,7 +19,9 @@ from typing import Optional, Sequence, Union
 
 from torch import nn
 
-from ..models.unet import DiffusersUNet, load_unet_dir, save_unet_dir
+from ..models import recorded_config
+from ..models.unet import WEIGHTS_FILE, DiffusersUNet, load_unet_dir, save_unet_dir
+from .config_checks import check_unet_config
 from .network import NetworkPrior
 from .paths import NoisePath, path_from_config
 
@@ -69,12 +71,13 @@ def save_prior_dir(directory: Union[str, os.PathLike], unet: nn.Module, path: No
                    time_scale: float = 1.0, clip_x0: bool = False, extra: Optional[dict] = None) -> Path:
     """Write a prior directory (``path`` in the network's native units)."""
     d = Path(directory)
-    save_unet_dir(unet, d)
     meta = {"path": path.config(), "prediction": prediction,
             "data_range": [float(v) for v in data_range],
             "image_shape": [int(s) for s in image_shape], "time_scale": float(time_scale),
             "clip_x0": bool(clip_x0)}
     meta.update(extra or {})
+    meta = json.loads(json.dumps(meta))  # as prior.json reads back
+    save_unet_dir(unet, d, record={"prior": recorded_config.prior_fields(meta)})
     (d / PRIOR_FILE).write_text(json.dumps(meta, indent=2))
     return d
 
@@ -92,6 +95,9 @@ class PretrainedPrior(NetworkPrior):
                  clip_x0: Optional[bool] = None):
         d = resolve_prior_dir(path_or_name)
         meta = read_prior_json(d)
+        recorded_config.check(d / WEIGHTS_FILE, "prior", recorded_config.prior_fields(meta), d / PRIOR_FILE)
+        if (d / "config.json").is_file():
+            check_unet_config(json.loads((d / "config.json").read_text()), d / "config.json")
         network = load_network(d)
         shape = [int(s) for s in (image_shape or meta["image_shape"])]
         if shape[0] != network.in_channels:

@@ -44,10 +44,39 @@ def cases():
     return c
 
 
-def problem(path: str, operator: str, sigma: float):
-    from lit_ip.methods.exactness import mixture_problem
+def pin_prior(path: str, operator: str):
+    """The prior and operator the pins were written with (frozen: the former exactness module's
+    two-Gaussian mixture on (1, 4, 4) images, seed 0; a dense 8x16 matrix of spectral norm 1 or
+    an 8-of-16-pixel mask). Kept here verbatim because the pinned outputs depend on every draw."""
+    import math
+    from types import SimpleNamespace
+
+    from lit_ip.operators.dense import DenseMatrixOperator
+    from lit_ip.operators.inpainting import MaskInpainting
+    from lit_ip.priors.analytic import GaussianMixturePrior
     from lit_ip.priors.paths import RectifiedFlowPath, VPPath
-    p = mixture_problem(path=VPPath() if path == "vp" else RectifiedFlowPath(), operator=operator, sigma=0.05)
+    shape, d, m = (1, 4, 4), 16, 8
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(d, generator=g, dtype=torch.float64)
+    u = u / u.norm() * 0.25 * math.sqrt(d) / 2
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    std = torch.logspace(math.log10(0.03), math.log10(0.1), d, dtype=torch.float64)
+    C = Q @ torch.diag(std ** 2) @ Q.T
+    prior = GaussianMixturePrior(torch.ones(2), torch.stack([0.5 + u, 0.5 - u]), torch.stack([C, C]), shape,
+                                 VPPath() if path == "vp" else RectifiedFlowPath())
+    if operator == "dense":
+        M = torch.randn(m, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        op = DenseMatrixOperator(M / torch.linalg.matrix_norm(M, ord=2), shape)
+    else:
+        mask = torch.zeros(d)
+        mask[torch.randperm(d, generator=torch.Generator().manual_seed(4))[:m]] = 1
+        op = MaskInpainting(mask.view(1, *shape), shape)
+    return SimpleNamespace(prior=prior, operator=op)
+
+
+def problem(path: str, operator: str, sigma: float):
+    p = pin_prior(path, operator)
     g = torch.Generator().manual_seed(7)
     x = p.prior.mean_vector().view(1, *p.prior.image_shape) + 0.2 * torch.randn(
         3, *p.prior.image_shape, generator=g, dtype=torch.float64)
@@ -59,7 +88,7 @@ def problem(path: str, operator: str, sigma: float):
 
 def run(name: str) -> torch.Tensor:
     from lit_ip.operators.noise import GaussianNoise
-    from lit_ip.sampling.rng import SampleRNG
+    from lit_ip.rng import SampleRNG
     factory, path, operator, sigma = cases()[name]
     p, y = problem(path, operator, sigma)
     method = factory()
