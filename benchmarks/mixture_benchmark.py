@@ -2,7 +2,7 @@
 linear inverse problems", arXiv:2308.07983, Sec. 4) over every registry method.
 
 For each instance (``dx`` in 8, 80, 800; ``dy`` in 1, 2, 4; seeds; the standard mixture and the
-null-space one, see :mod:`lit_ip.methods.mixture_benchmark`) it scores ``--samples`` draws of each
+null-space one, see :mod:`lit_ip.evaluation.mixture_benchmark`) it scores ``--samples`` draws of each
 method against as many exact posterior draws by the sliced Wasserstein distance (``sw``, 1000
 directions) and the total-variation error of the mode weights (``mode_tv``), beside the floor (two
 exact sample sets), with seconds and counted network evaluations per sample.
@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from lit_ip.methods.mixture_benchmark import cardoso_problem, floor, run_method
+from lit_ip.evaluation.mixture_benchmark import cardoso_problem, floor, run_method
 from lit_ip.methods.registry import METHODS
 
 HERE = pathlib.Path(__file__).parent
@@ -71,9 +71,10 @@ def run(args):
         todo = [n for n in ["floor", *names] if key(inst, n) not in done]
         if not todo:
             continue
-        problem = cardoso_problem(inst["dx"], inst["dy"], inst["seed"], null_space=inst["null_space"])
         t0 = time.perf_counter()
-        fl, ref = floor(problem, args.samples)
+        problem = cardoso_problem(inst["dx"], inst["dy"], inst["seed"], null_space=inst["null_space"],
+                                  n_ref=args.samples)
+        fl = floor(problem, args.samples)
         rows = []
         if "floor" in todo:
             rows.append(dict(method="floor", seconds=time.perf_counter() - t0, nfe=0, **fl))
@@ -84,7 +85,7 @@ def run(args):
                 method = build(name)
                 if METHODS[EXTRA.get(name, (name,))[0]].cls.__name__ in args.skip_large and inst["dx"] >= 800:
                     continue
-                r = run_method(method, problem, ref)
+                r = run_method(method, problem, args.samples)
             except (ValueError, TypeError) as e:          # refusals (operator properties) are reported
                 r = dict(error=str(e)[:200])
             rows.append(dict(method=name, **r))

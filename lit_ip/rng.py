@@ -118,5 +118,9 @@ class BatchRNG:
     def rand(self, shape) -> Tensor:
         return self._draw(torch.rand, shape)
 
+    def spawn(self, stream: Stream) -> "BatchRNG":
+        """An independent generator (same samples) for another use (as :meth:`SampleRNG.spawn`)."""
+        return BatchRNG(self.n, sample_seed(self.seed, 0, stream), self.device, self.dtype)
+
 
 __all__ = ["STREAMS", "sample_seed", "stream_id", "SampleRNG", "BatchRNG"]

@@ -17,6 +17,12 @@ covariances, see :mod:`lit_ip.priors.analytic`), so exact draws are cheap at ``d
 the measurement then says nothing about the mode and the posterior keeps the prior's weights --
 a sampler must not collapse onto a few modes.
 
+Problems, draws and metrics are those of the one exact-posterior harness
+(:mod:`lit_ip.evaluation.exact`): an :class:`~lit_ip.evaluation.exact.ExactProblem` whose ``ref``
+holds the reference exact draws, :func:`~lit_ip.evaluation.exact.draws`,
+:func:`~lit_ip.evaluation.exact.sliced_w2` (here in the problem's own units, as in the paper, not
+whitened) and :func:`~lit_ip.evaluation.exact.mode_fractions`.
+
 Units: this is a benchmark on its own scale (pixel values up to about 16), not of images in [0, 1];
 ``sigma_y`` is in the same units. Seeds are ours; the paper's instances are not reproduced.
 """
@@ -31,9 +37,11 @@ from torch import Tensor
 from ..operators.dense import DenseMatrixOperator
 from ..priors.analytic import GaussianMixturePrior
 from ..priors.paths import VPPath
-from .exactness import ExactProblem, draw_exact, draws
+from .exact import ExactProblem, draw_exact, draws, exact_problem, mode_fractions, sliced_w2
 
 F64 = torch.float64
+N_REF = 1000                   # default reference exact draws (the benchmark uses --samples of them)
+PROJECTIONS = 1000             # sliced Wasserstein directions
 
 
 def _orthogonal(n: int, g: torch.Generator) -> Tensor:
@@ -42,8 +50,9 @@ def _orthogonal(n: int, g: torch.Generator) -> Tensor:
 
 
 def cardoso_problem(dx: int, dy: int, seed: int = 0, noise_scale: float = 0.01, null_space: bool = False,
-                    path=None) -> ExactProblem:
-    """One instance of the benchmark (see the module docstring); image shape ``(1, 1, dx)``."""
+                    path=None, n_ref: int = N_REF) -> ExactProblem:
+    """One instance of the benchmark (see the module docstring); image shape ``(1, 1, dx)``, with
+    ``n_ref`` reference exact posterior draws."""
     if dx % 2 or dy >= dx:
         raise ValueError(f"the benchmark needs an even dx > dy, got dx={dx}, dy={dy}")
     g = torch.Generator().manual_seed(1000 * seed + 7 * dx + dy)
@@ -62,56 +71,41 @@ def cardoso_problem(dx: int, dy: int, seed: int = 0, noise_scale: float = 0.01, 
     k = int(torch.multinomial(prior.weights, 1, generator=g))
     x = means[k] + torch.randn(dx, generator=g, dtype=F64)
     y = A @ x + sigma * torch.randn(dy, generator=g, dtype=F64)
-    return ExactProblem(prior, DenseMatrixOperator(A, shape), y.view(1, dy), sigma,
-                        prior.posterior(A, y, sigma))
-
-
-def sliced_wasserstein(x: Tensor, y: Tensor, num_projections: int = 1000, seed: int = 0) -> float:
-    """Sliced 2-Wasserstein distance ``sqrt(E_theta W_2^2(theta^T x, theta^T y))`` between two equal-size
-    sample sets, over ``num_projections`` random unit directions (fixed by ``seed``)."""
-    x, y = x.flatten(1).to(F64), y.flatten(1).to(F64)
-    if x.shape != y.shape:
-        raise ValueError(f"sliced_wasserstein needs equal-size sets, got {tuple(x.shape)} and {tuple(y.shape)}")
-    g = torch.Generator().manual_seed(seed)
-    theta = torch.randn(x.shape[1], num_projections, generator=g, dtype=F64)
-    theta = theta / theta.norm(dim=0, keepdim=True)
-    px, py = torch.sort(x @ theta, 0).values, torch.sort(y @ theta, 0).values
-    return float(((px - py) ** 2).mean().sqrt())
+    return exact_problem(prior, DenseMatrixOperator(A, shape), y, sigma, n_ref)
 
 
 def mode_weight_error(samples: Tensor, posterior: GaussianMixturePrior) -> float:
-    """Total variation ``0.5 sum_k |f_k - w_k|`` between the fractions ``f_k`` of draws whose most
-    probable posterior component is ``k`` and the posterior weights ``w_k``."""
-    k = posterior.component_log_density(samples.to(F64)).argmax(1)
-    f = torch.bincount(k, minlength=len(posterior.weights)).to(F64) / samples.shape[0]
-    return float(0.5 * (f - posterior.weights).abs().sum())
+    """Total variation ``0.5 sum_k |f_k - w_k|`` between the :func:`~lit_ip.evaluation.exact.mode_fractions`
+    ``f_k`` of the draws and the posterior weights ``w_k`` (the paper's score)."""
+    return float(0.5 * (mode_fractions(samples, posterior) - posterior.weights).abs().sum())
 
 
-def score(samples: Tensor, problem: ExactProblem, reference: Tensor) -> dict:
-    """``{"sw": ..., "mode_tv": ...}`` of ``samples`` against exact ``reference`` draws."""
-    return dict(sw=sliced_wasserstein(samples, reference), mode_tv=mode_weight_error(samples, problem.posterior))
+def score(samples: Tensor, problem: ExactProblem) -> dict:
+    """``{"sw": ..., "mode_tv": ...}`` of ``samples`` against as many of the problem's reference draws."""
+    n = samples.shape[0]
+    if n > problem.ref.shape[0]:
+        raise ValueError(f"{n} draws but only {problem.ref.shape[0]} reference draws (raise n_ref)")
+    return dict(sw=sliced_w2(samples, problem.ref[:n], PROJECTIONS),
+                mode_tv=mode_weight_error(samples, problem.posterior))
 
 
-def floor(problem: ExactProblem, n: int, seed: int = 0) -> tuple[dict, Tensor]:
-    """The Monte Carlo floor: the scores of ``n`` exact draws against ``n`` other exact draws, and the
-    reference draws (seeded ``seed``; the floor set uses ``seed + 1``)."""
-    ref = draw_exact(problem.posterior, n, seed)
-    return score(draw_exact(problem.posterior, n, seed + 1), problem, ref), ref
+def floor(problem: ExactProblem, n: int, seed: int = 100) -> dict:
+    """The Monte Carlo floor: the scores of ``n`` exact draws (``seed``) against the reference draws."""
+    return score(draw_exact(problem, n, seed), problem)
 
 
-def run_method(method, problem: ExactProblem, reference: Tensor, seed: int = 2) -> dict:
-    """Scores, seconds and counted network evaluations per sample of ``len(reference)`` draws of ``method``."""
+def run_method(method, problem: ExactProblem, n: int, seed: int = 2) -> dict:
+    """Scores, seconds and counted network evaluations per sample of ``n`` draws of ``method``
+    (non-finite draws score ``sw = inf``, ``mode_tv = 1``)."""
     prior = problem.prior
     prior.evaluations.reset()
     t0 = time.perf_counter()
-    x = draws(method, problem, reference.shape[0], seed)
+    x = draws(method, problem, n, seed, check_finite=False)
     sec = time.perf_counter() - t0
-    out = score(x, problem, reference)
     finite = bool(torch.isfinite(x).all())
-    out.update(seconds=sec, finite=finite, **prior.evaluations.per_sample(reference.shape[0]))
-    if not finite:
-        out.update(sw=math.inf, mode_tv=1.0)
+    out = score(x, problem) if finite else dict(sw=math.inf, mode_tv=1.0)
+    out.update(seconds=sec, finite=finite, **prior.evaluations.per_sample(n))
     return out
 
 
-__all__ = ["cardoso_problem", "sliced_wasserstein", "mode_weight_error", "score", "floor", "run_method"]
+__all__ = ["cardoso_problem", "mode_weight_error", "score", "floor", "run_method"]
