@@ -26,8 +26,12 @@ operator overflowed to NaN within ~40 steps). Here the proposal's guidance shift
 is shrunk per particle to at most ``max_shift`` transition stds (``|shift| <= max_shift * c * sqrt(d)``);
 the weights use the proposal actually drawn from, so the sampler stays consistent, and the twist,
 particles and resampling keep the paper's defaults. ``max_shift=None`` is the paper's unbounded
-proposal. Prior calls and their vector-Jacobian products run on ``particle_chunk`` particles at a
-time (results do not depend on it).
+proposal. The trust region costs accuracy where the unbounded proposal is stable: on the
+three-component mixture of :mod:`lit_ip.evaluation.exact_cases` (rectified flow, 200 steps, 500
+draws) the mode error with 16 particles is 0.132 at ``max_shift=1`` against 0.067 unbounded
+(``max_shift=4``: 0.063, but then the 2-D Cardoso mixtures reach mode TV 0.24-0.52). Prior calls
+and their vector-Jacobian products run on ``particle_chunk`` particles at a time (results do not
+depend on it).
 
 Any twisting function keeps the method consistent; a better one (closer to ``p(y | x_t)``) only
 reduces the variance of the weights. The output is one particle per measurement drawn by the
