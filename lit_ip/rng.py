@@ -66,8 +66,10 @@ class SampleRNG:
         shape = tuple(shape)
         if shape[0] != len(self):
             raise ValueError(f"asked for {shape[0]} rows from a SampleRNG over {len(self)} samples")
-        rows = [fn(shape[1:], generator=g, dtype=self.dtype) for g in self.generators]
-        return torch.stack(rows).to(self.device)
+        out = torch.empty(shape, dtype=self.dtype)
+        for row, g in zip(out, self.generators):     # one call per sample, written in place
+            fn(shape[1:], generator=g, dtype=self.dtype, out=row)
+        return out.to(self.device)
 
     def randn(self, shape) -> Tensor:
         return self._draw(torch.randn, shape)
@@ -115,6 +117,10 @@ class BatchRNG:
 
     def rand(self, shape) -> Tensor:
         return self._draw(torch.rand, shape)
+
+    def spawn(self, stream: Stream) -> "BatchRNG":
+        """An independent generator (same samples) for another use (as :meth:`SampleRNG.spawn`)."""
+        return BatchRNG(self.n, sample_seed(self.seed, 0, stream), self.device, self.dtype)
 
 
 __all__ = ["STREAMS", "sample_seed", "stream_id", "SampleRNG", "BatchRNG"]

@@ -183,9 +183,15 @@ def test_smc_approaches_the_posterior_as_particles_grow():
 
     Not tested because it does not hold here: with the PiGDM twist one particle is already
     close (0.031) and 4 or 16 particles are worse (0.11; VP 100 steps: 0.023 -> 0.085 / 0.082),
-    i.e. the weights move mass away from component 0 (exact 0.15, K=16: 0.08)."""
+    i.e. the weights move mass away from component 0 (exact 0.15, K=16: 0.08).
+
+    Run with ``max_shift=None`` (the paper's unbounded twisted proposal; K=16 measured 0.067 after
+    the particle refactor): TDS's default trust region ``max_shift=1`` does not show the
+    improvement here (measured K=1 0.117, K=16 0.132), ``max_shift=4`` does (0.145 -> 0.063) but
+    then fails the 2-D Cardoso mixtures of tests/test_particle_methods.py (mode TV 0.24-0.52)."""
     pr = problem("mixture", "rf")
-    err = {k: E.mode_error(draws(TDS(200, num_particles=k, twist="tweedie"), pr, 500), pr) for k in (1, 16)}
+    err = {k: E.mode_error(draws(TDS(200, num_particles=k, twist="tweedie", max_shift=None), pr, 500), pr)
+           for k in (1, 16)}
     assert err[16] < 0.1 < err[1], err
 
 

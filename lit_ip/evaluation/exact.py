@@ -110,10 +110,13 @@ def make_operator(kind: str, shape, m: int, g: torch.Generator):
     raise ValueError(f"unknown operator kind {kind!r}; known: {OPERATORS}")
 
 
-def _finish(prior, op, y: Tensor, sigma: float, seed: int) -> ExactProblem:
+def exact_problem(prior, op, y: Tensor, sigma: float, n_ref: int = N_REF) -> ExactProblem:
+    """The :class:`ExactProblem` of ``prior``, operator ``op`` and measurement ``y`` (flat or
+    ``(1, m)``) with ``n_ref`` reference exact draws (``BatchRNG(n_ref, 7)``)."""
     A = dense_matrix(op, prior.image_shape)
+    y = y.reshape(-1)
     post = prior.posterior(A, y, sigma)
-    ref = post.sample(N_REF, BatchRNG(N_REF, 7)).double().flatten(1)
+    ref = post.sample(n_ref, BatchRNG(n_ref, 7)).double().flatten(1)
     return ExactProblem(prior, op, y.view(1, *op.output_shape(prior.image_shape)), sigma, post, ref)
 
 
@@ -129,7 +132,7 @@ def gaussian_problem(path: str = "vp", d: int = 16, m: int = 8, sigma: float = 0
     A = dense_matrix(op, shape)
     x = mean + torch.linalg.cholesky(cov) @ torch.randn(d, generator=g, dtype=torch.float64)
     y = A @ x + sigma * torch.randn(A.shape[0], generator=g, dtype=torch.float64)
-    return _finish(GaussianPrior(mean, cov, shape, PATHS[path]()), op, y, sigma, seed)
+    return exact_problem(GaussianPrior(mean, cov, shape, PATHS[path]()), op, y, sigma)
 
 
 #: mixture layouts (K = 3): (null-space spread, range spread, weights of the component means
@@ -171,7 +174,7 @@ def mixture_problem(path: str = "vp", layout: str = "range", d: int = 16, m: int
     if target_weights is not None:
         c = _place_measurement(prior, A, sigma, c, target_weights)
     y = A @ (c @ means)
-    return _finish(prior, op, y, sigma, seed)
+    return exact_problem(prior, op, y, sigma)
 
 
 def _place_measurement(prior, A: Tensor, sigma: float, c: Tensor, target_weights) -> Tensor:
@@ -206,11 +209,12 @@ def posterior_as_prior(problem: ExactProblem) -> GaussianMixturePrior:
 
 
 # --- draws ---------------------------------------------------------------------------------
-def draws(method, problem: ExactProblem, n: int, seed: int = 1) -> Tensor:
-    """``n`` outputs of ``method`` for ``problem``'s measurement (float64, ``BatchRNG(n, seed)``)."""
+def draws(method, problem: ExactProblem, n: int, seed: int = 1, check_finite: bool = True) -> Tensor:
+    """``n`` outputs of ``method`` for ``problem``'s measurement (float64, ``BatchRNG(n, seed)``);
+    ``check_finite=False`` returns non-finite draws instead of raising (benchmarks score them)."""
     rng = BatchRNG(n, seed)
     x = method.sample(problem.prior, problem.operator, problem.batch(n), rng, GaussianNoise(problem.sigma))
-    if x.shape != (n, *problem.prior.image_shape) or not torch.isfinite(x).all():
+    if x.shape != (n, *problem.prior.image_shape) or (check_finite and not torch.isfinite(x).all()):
         raise ValueError(f"{method!r} returned shape {tuple(x.shape)} or non-finite samples")
     return x.to(torch.float64)
 
@@ -248,20 +252,26 @@ def sliced_wasserstein(x: Tensor, problem: ExactProblem, projections: int = 256,
     n = z.shape[0]
     if n > problem.ref.shape[0]:
         raise ValueError(f"{n} draws but only {problem.ref.shape[0]} reference draws")
-    zr = _whiten(problem.ref[:n], problem.posterior)
+    return sliced_w2(z, _whiten(problem.ref[:n], problem.posterior), projections, seed)
+
+
+def sliced_w2(x: Tensor, y: Tensor, projections: int = 256, seed: int = 0) -> float:
+    """Sliced Wasserstein-2 distance ``sqrt(mean_theta W2^2(theta^T x, theta^T y))`` between two
+    equal-size sets of (flattened) draws, in their own units, over ``projections`` seeded random
+    unit directions (1-D W2 by sorting)."""
+    x, y = x.flatten(1).double(), y.flatten(1).double()
+    if x.shape != y.shape:
+        raise ValueError(f"sliced_w2 needs equal-size sets, got {tuple(x.shape)} and {tuple(y.shape)}")
     g = torch.Generator().manual_seed(seed)
-    theta = torch.randn(z.shape[1], projections, generator=g, dtype=torch.float64)
+    theta = torch.randn(x.shape[1], projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0)
-    a, b = (z @ theta).sort(0).values, (zr @ theta).sort(0).values
+    a, b = (x @ theta).sort(0).values, (y @ theta).sort(0).values
     return float(((a - b) ** 2).mean().sqrt())
 
 
 def mode_fractions(x: Tensor, post: GaussianMixturePrior) -> Tensor:
     """Fraction of draws whose highest-responsibility posterior component is each ``k``."""
-    x = x.flatten(1).double()
-    logp = [torch.log(post.weights[k]) + torch.distributions.MultivariateNormal(post.means[k], post.covs[k]).log_prob(x)
-            for k in range(len(post.weights))]
-    labels = torch.stack(logp, 1).argmax(1)
+    labels = post.component_log_density(x.flatten(1).double()).argmax(1)    # structured covs: no dense C_k
     return torch.bincount(labels, minlength=len(post.weights)).double() / x.shape[0]
 
 
@@ -289,6 +299,6 @@ def all_errors(x: Tensor, problem: ExactProblem) -> dict:
     return out
 
 
-__all__ = ["PATHS", "OPERATORS", "MIXTURES", "N_REF", "ExactProblem", "image_shape", "rotated_cov", "make_operator",
+__all__ = ["PATHS", "OPERATORS", "MIXTURES", "N_REF", "ExactProblem", "exact_problem", "image_shape", "rotated_cov", "make_operator",
            "gaussian_problem", "mixture_problem", "posterior_as_prior", "draws", "draw_exact", "gaussian_errors",
-           "gaussian_tolerances", "sliced_wasserstein", "mode_fractions", "mode_error", "point_errors", "all_errors"]
+           "gaussian_tolerances", "sliced_wasserstein", "sliced_w2", "mode_fractions", "mode_error", "point_errors", "all_errors"]

@@ -31,6 +31,11 @@ from .mpgd import MPGD
 from .dsg import DSG
 from .kadkhodaie import KadkhodaieSimoncelli
 from .otode import OTODE
+from .mcgdiff import MCGdiff
+from .fps import FPS, FPSSMC
+from .pmc import PMCPnP, PMCRED
+from .smcdiff import SMCDiff
+from .pnpdm import PnPDM
 
 __all__ = [
     "Method", "GuidedMethod", "Problem", "StepState", "Unconditional",
@@ -40,4 +45,5 @@ __all__ = [
     "ScoreSDE", "ScoreALD", "SNIPS", "ILVR", "RePaint", "DDNMTimeTravel", "MCG", "DDS", "MPGD", "DSG",
     "KadkhodaieSimoncelli", "OTODE",
     "ExactInpainting",
+    "MCGdiff", "FPS", "FPSSMC", "PMCRED", "PMCPnP", "SMCDiff", "PnPDM",
 ]

@@ -38,6 +38,11 @@ from .mpgd import MPGD
 from .dsg import DSG
 from .kadkhodaie import KadkhodaieSimoncelli
 from .otode import OTODE
+from .mcgdiff import MCGdiff
+from .fps import FPS, FPSSMC
+from .pmc import PMCPnP, PMCRED
+from .smcdiff import SMCDiff
+from .pnpdm import PnPDM
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,13 @@ METHODS: dict[str, MethodCase] = {
     "KadkhodaieSimoncelli": MethodCase(KadkhodaieSimoncelli, dict(num_steps=6, h0=0.2, beta=0.5, sigma_min=0.05)),
     "OTODE": MethodCase(OTODE, dict(num_steps=6)),
     "ExactInpainting": MethodCase(ExactInpainting, dict(num_steps=6), analytic_only=True),
+    "MCGdiff": MethodCase(MCGdiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
+    "FPS": MethodCase(FPS, dict(num_steps=6)),
+    "FPSSMC": MethodCase(FPSSMC, dict(num_steps=6, num_particles=4, particle_chunk=3)),
+    "PMCRED": MethodCase(PMCRED, dict(num_steps=4, steps_per_level=2)),
+    "PMCPnP": MethodCase(PMCPnP, dict(num_steps=4, steps_per_level=2)),
+    "SMCDiff": MethodCase(SMCDiff, dict(num_steps=6, num_particles=4, particle_chunk=3)),
+    "PnPDM": MethodCase(PnPDM, dict(num_steps=3, iterations=3)),
 }
 
 

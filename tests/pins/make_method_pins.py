@@ -38,7 +38,7 @@ def cases():
             f"DPSw-exact-{path}": (lambda eta=eta: DPSw(6, eta=eta, mode="exact"), path, "dense", 0.05),
             f"REDDiff-{path}": (lambda: REDDiff(6, lr=0.02), path, "dense", 0.05),
             f"DAPS-{path}": (lambda: DAPS(4, ode_steps=2, langevin_steps=3, lr=1e-3), path, "dense", 0.05),
-            f"TDS-{path}": (lambda: TDS(6, num_particles=3), path, "dense", 0.05),
+            f"TDS-{path}": (lambda: TDS(6, num_particles=3, max_shift=None), path, "dense", 0.05),
             f"DMPlug-{path}": (lambda: DMPlug(2, iterations=5, lr=2e-2, window=2, patience=2), path, "dense", 0.05),
         })
     return c

@@ -1,0 +1,119 @@
+"""Particle methods (MCGdiff, TDS): exactness on Gaussian-mixture posteriors of the Cardoso et al.
+benchmark (arXiv:2308.07983), results independent of the particle chunk size, the noiseless case,
+and TDS's convergence on 2-D mixtures with a dense random operator."""
+import pytest
+import torch
+
+from lit_ip.evaluation import exact as E
+from lit_ip.evaluation.exact import draws
+from lit_ip.evaluation.mixture_benchmark import cardoso_problem, floor, mode_weight_error, run_method
+from lit_ip.methods.mcgdiff import MCGdiff
+from lit_ip.methods.smc import TDS
+from lit_ip.methods.fps import FPS, FPSSMC
+from lit_ip.methods.smcdiff import SMCDiff
+
+F64 = torch.float64
+TOL = E.gaussian_tolerances(300, 16)      # 5 sigma above the errors of 300 exact draws
+
+
+def _scores(method, problem, n=200):
+    return run_method(method, problem, n), floor(problem, n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_tds_converges_on_2d_mixtures_with_a_dense_operator(seed):
+    """The default (Tweedie) twist overflowed to NaN on these (max_shift=None, the paper's unbounded
+    proposal, still does); with the trust region the draws are finite and keep the modes. A bias of
+    about 0.1-0.2 in the mode weights remains at 16-64 particles (see the benchmark table)."""
+    problem = cardoso_problem(2, 1, seed)
+    assert not run_method(TDS(num_steps=40, num_particles=16, max_shift=None), problem, 50)["finite"]
+    out, fl = _scores(TDS(num_steps=40, num_particles=16), problem)
+    assert out["finite"]
+    assert out["mode_tv"] < 0.25, (out, fl)
+    assert out["sw"] < 2 * fl["sw"] + 1.0, (out, fl)
+
+
+def test_mcgdiff_matches_the_exact_mixture_posterior():
+    problem = cardoso_problem(8, 2, 0)
+    out, fl = _scores(MCGdiff(num_steps=40, num_particles=32), problem)
+    assert out["finite"] and out["nfe"] == 40 * 32
+    assert out["mode_tv"] < max(0.1, 3 * fl["mode_tv"]), (out, fl)
+    assert out["sw"] < 2.5 * fl["sw"], (out, fl)
+
+
+def test_mcgdiff_keeps_prior_weights_when_modes_differ_in_the_null_space():
+    problem = cardoso_problem(8, 1, 2, null_space=True)
+    out, fl = _scores(MCGdiff(num_steps=40, num_particles=32), problem)
+    assert out["mode_tv"] < max(0.12, 3 * fl["mode_tv"]), (out, fl)
+
+
+def test_mcgdiff_noiseless_samples_fit_the_measurement():
+    problem = cardoso_problem(8, 2, 1, noise_scale=0.0)
+    x = draws(MCGdiff(num_steps=30, num_particles=8), problem, 16)
+    torch.testing.assert_close(problem.operator(x), problem.batch(16), rtol=0, atol=1e-6)  # s is float32
+
+
+@pytest.mark.parametrize("cls", [MCGdiff, TDS, FPSSMC, SMCDiff])
+def test_particle_results_do_not_depend_on_the_chunk_size(cls):
+    problem = cardoso_problem(8, 2, 0)
+    outs = [draws(cls(num_steps=8, num_particles=6, particle_chunk=c), problem, 3) for c in (None, 4, 1)]
+    for o in outs[1:]:
+        torch.testing.assert_close(o, outs[0], rtol=0, atol=1e-10)
+
+
+def test_sliced_wasserstein_and_mode_error_are_metrics():
+    problem = cardoso_problem(8, 1, 0, n_ref=300)
+    fl, ref = floor(problem, 300), problem.ref
+    assert E.sliced_w2(ref, ref) == 0.0
+    assert fl["sw"] > 0 and 0 <= fl["mode_tv"] < 0.2
+    shifted = ref + 5.0
+    assert E.sliced_w2(shifted, ref) > fl["sw"]
+    assert mode_weight_error(problem.posterior.means[:1].expand(300, -1), problem.posterior) > 0.3
+
+
+def test_fps_smc_finds_the_posterior_modes():
+    """FPS-SMC is exact only as the step size goes to zero: on this sharp posterior (one mode of weight
+    0.98) it keeps 0.1-0.17 of its draws on other modes at 40-100 steps and 16-64 particles
+    (MCGdiff: below 0.05); the test bounds that and checks the particles beat FPS alone."""
+    problem = cardoso_problem(8, 2, 0)
+    out, fl = _scores(FPSSMC(num_steps=40, num_particles=16, ess_threshold=1.0), problem)
+    single, _ = _scores(FPS(num_steps=40), problem)
+    assert out["finite"] and out["nfe"] == 40 * 16
+    assert out["mode_tv"] < 0.2, (out, fl)
+    assert out["sw"] < single["sw"], (out, single)
+
+
+@pytest.mark.parametrize("cls", [FPS, FPSSMC, SMCDiff])
+def test_fps_noiseless_samples_fit_the_measurement(cls):
+    problem = cardoso_problem(8, 2, 1, noise_scale=0.0)
+    x = draws(cls(num_steps=30), problem, 8)
+    torch.testing.assert_close(problem.operator(x), problem.batch(8), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["PMCRED", "PMCPnP"])
+def test_pmc_langevin_reaches_the_gaussian_posterior(name):
+    """Whitened errors within 5 standard deviations of those of 300 exact draws (d = 16: mean 0.38,
+    cov 1.21). Measured: PMCRED 0.24 / 1.03, PMCPnP 0.21 / 1.03 (300 exact draws: 0.19 / 0.84)."""
+    from lit_ip.methods.registry import METHODS
+    problem = E.gaussian_problem("vp", sigma=0.1)
+    err = E.gaussian_errors(draws(METHODS[name].cls(num_steps=50, steps_per_level=10, sigma_max=0.5), problem, 300),
+                            problem.posterior)
+    assert err["mean"] < TOL["mean"] and err["cov"] < TOL["cov"], err
+
+
+def test_smcdiff_weights_improve_on_one_particle():
+    """Measured on this instance (posterior weight 0.9995 on one mode): 32 particles put 0.14 of the
+    draws on other modes (MCGdiff: 0.04); one particle is replacement without correction."""
+    problem = cardoso_problem(8, 2, 1, noise_scale=0.001)
+    many, fl = _scores(SMCDiff(num_steps=50, num_particles=32), problem)
+    one, _ = _scores(SMCDiff(num_steps=50, num_particles=1), problem)
+    assert many["mode_tv"] < 0.25 and many["mode_tv"] < one["mode_tv"], (many, one)
+
+
+def test_pnpdm_split_gibbs_reaches_the_gaussian_posterior():
+    """Whitened errors within 5 standard deviations of those of 300 exact draws (d = 16: mean 0.38,
+    cov 1.21). Measured: 0.37 / 0.94 (300 exact draws: 0.19 / 0.84): the mean is close to the bound."""
+    from lit_ip.methods.pnpdm import PnPDM
+    problem = E.gaussian_problem("vp", sigma=0.1)
+    err = E.gaussian_errors(draws(PnPDM(num_steps=10, iterations=40, rho_max=0.5), problem, 300), problem.posterior)
+    assert err["mean"] < TOL["mean"] and err["cov"] < TOL["cov"], err
