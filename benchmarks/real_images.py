@@ -358,7 +358,9 @@ def write_table() -> None:
         if list(FIGURES.glob(f"{pname}_*.png")):
             out += [f"Figures: `benchmarks/real_images/figures/{pname}_TASK.png`.", ""]
         headline.append((pname, fails, done))
-    TABLE.write_text("\n".join(out) + "\n")
+    tmp = TABLE.with_suffix(f".{__import__('os').getpid()}.tmp")  # two runs may write at once
+    tmp.write_text("\n".join(out) + "\n")
+    tmp.replace(TABLE)
     return headline
 
 
@@ -396,7 +398,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--priors", default=",".join(PRIORS))
     ap.add_argument("--methods", default="", help="comma-separated names of configs/method/*.yaml (default all)")
-    ap.add_argument("--samples", type=int, default=4, help="posterior samples per image (samplers)")
+    ap.add_argument("--samples", type=int, default=2, help="posterior samples per image (samplers)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="only rebuild the table and figures from results")
     args = ap.parse_args(argv)

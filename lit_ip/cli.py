@@ -78,6 +78,10 @@ def _cli_class():
 def _lightning_cli(args):
     from lightning import LightningDataModule, LightningModule
 
+    from .lightning.progress import quiet_lightning
+
+    quiet_lightning()  # no Lightning tips / LeafSpec deprecation notice
+
     return _cli_class()(LightningModule, LightningDataModule, subclass_mode_model=True,
                         subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
                         seed_everything_default=False)
