@@ -347,9 +347,10 @@ def write_table() -> None:
         keys = next(iter(res.values())).get("_baselines", {}).get("keys", [])
         lines, fails = prior_tables(pname, res, order)
         done = sum(1 for t in res.values() for k in t if not k.startswith("_"))
+        ref = f"{reference_coverage(n):.2f}" if n > 1 else "-"
         out += [f"## {pname}", "", f"{len(keys)} images ({', '.join(keys)}); {n} posterior samples per image "
                 f"(optimisers 1); an exact sampler's expected coverage90 with {n} samples is "
-                f"{reference_coverage(n):.2f} and its MSE ratio 2. {done} (task, method) results.", ""]
+                f"{ref} and its MSE ratio 2. {done} (task, method) results.", ""]
         if any_row and any_row.get("lpips_missing"):
             out += ["LPIPS left out: " + " ".join(any_row["lpips_missing"])[:300], ""]
         out += lines + [""]

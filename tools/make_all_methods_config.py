@@ -27,7 +27,8 @@ HEADER = """\
 # image, on a folder of 32x32 RGB images (default: the 8 bundled held-out crops of skimage's
 # chelsea / coffee, run from the repository root). Any folder can be swapped in:
 #   lit-ip predict --config configs/predict/all_methods.yaml \\
-#       --data.init_args.source.init_args.root=/path/to/images
+#       --data.init_args.source.init_args.root=/path/to/images \\
+#       --trainer.callbacks.init_args.output_dir=outputs/predict/mine
 # (images are centre-cropped and resized to 32x32). Pairs a method refuses (an operator
 # without a property it needs) are skipped and listed at start. Outputs: outputs/predict/all_methods/
 # (metrics.csv: one row per image, task, method and `sample` -- the sample index, `mean` for the
@@ -45,10 +46,11 @@ def build() -> str:
                 raise ValueError(f"method {name!r} is defined twice (again in {f.name})")
             methods[name] = spec
     config = {
+        # the writer last, so that --trainer.callbacks.init_args.output_dir=... reaches it
         "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "callbacks": [
+            {"class_path": "lit_ip.lightning.progress.WorkProgressBar"},
             {"class_path": "lit_ip.lightning.writer.PredictionWriter",
-             "init_args": {"output_dir": "outputs/predict/all_methods", "figure_images": 4}},
-            {"class_path": "lit_ip.lightning.progress.WorkProgressBar"}]},
+             "init_args": {"output_dir": "outputs/predict/all_methods", "figure_images": 4}}]},
         "model": {"class_path": "lit_ip.lightning.sampling_module.PosteriorSamplingModule",
                   "init_args": {"prior": demo["model"]["init_args"]["prior"],
                                 "tasks": demo["model"]["init_args"]["tasks"],

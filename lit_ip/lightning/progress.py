@@ -95,7 +95,7 @@ class WorkProgressBar(ProgressBar):
             self.bar = tqdm(total=work_units(trainer, pl_module), desc="posterior sampling",
                             unit="item", dynamic_ncols=True, leave=self.leave, file=sys.stderr,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                       "(task, method, image) [{elapsed}<{remaining}, {postfix}]")
+                                       "(task, method, image) [{elapsed}<{remaining}{postfix}]")
 
     def on_work(self, event: dict) -> None:
         if self.bar is None:

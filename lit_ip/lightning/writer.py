@@ -381,10 +381,12 @@ class PredictionWriter(BasePredictionWriter):
             caps = [self._caption(metrics.get((k, m))) for k in skeys]
             rows.append(FigureRow("pseudo-inverse" if m == PINV else m,
                                   [load(task, m, f) for f in first], caps))
-            if m != PINV and self.layout["num_samples"] > 1:  # per-pixel spread of the samples
+            if m != PINV and self.layout["num_samples"] > 1:  # posterior mean, per-pixel spread
+                rows.append(FigureRow(f"{m}\nposterior mean", [load(task, m, f"{k}_mean.png") for k in skeys],
+                                      [self._caption(metrics.get((k, m, "mean"))) for k in skeys]))
                 rows.append(FigureRow(f"{m}\n2 x std", [load(task, m, f"{k}_std.png") for k in skeys]))
         png = image_grid(rows, [k if len(k) <= 18 else k[:17] + "…" for k in skeys],
-                         title=f"task: {task}" + (" (one of several posterior samples)"
+                         title=f"task: {task}" + (" (per method: one posterior sample, the mean, 2 x std)"
                                                   if self.layout["num_samples"] > 1 else ""))
         return io.write_bytes(self.path("figures", f"{task}.png"), png)
 
@@ -396,6 +398,8 @@ class PredictionWriter(BasePredictionWriter):
                 for r in json.loads(p.read_text())["rows"]:
                     if r["task"] == task and r["sample"] in (0, "0"):
                         out[(k, r["method"])] = r
+                    elif r["task"] == task and r["sample"] == "mean":
+                        out[(k, r["method"], "mean")] = r
         return out
 
     @staticmethod
