@@ -80,11 +80,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="override every method's num_steps (0: shipped settings); tables accumulate")
     args = ap.parse_args(argv)
     prior = RandomGaussianPrior(SHAPE, seed=0)
     idx = list(range(args.images))
     x0 = prior.sample(len(idx), SampleRNG.for_indices(idx, 123, "data")).clamp(0, 1)
     specs = {k: v for k, v in method_specs().items() if v["class_path"] not in OPTIMISERS}
+    if args.steps:
+        specs = {k: {**v, "init_args": {**v.get("init_args", {}), "num_steps": args.steps}} for k, v in specs.items()}
+    label = f"num_steps = {args.steps} for every method" if args.steps else "shipped settings"
     results = {}
     for tname, (op, noise) in tasks().items():
         y = simulate_measurement(op, x0, noise, indices=idx)
@@ -101,25 +106,36 @@ def main(argv=None):
             r = results[(tname, mname)]
             print(f"{tname} {mname}: ratio {r['mse_ratio']:.2f} coverage {r['coverage90']:.2f}", flush=True)
         print(f"{tname}: {time.time() - t0:.0f} s", flush=True)
-    OUT_JSON.write_text(json.dumps({f"{t}|{m}": v for (t, m), v in results.items()}, indent=1))
-    ref = reference_coverage(args.samples)
-    names = ["exact posterior"] + list(specs)
-    tnames = list(tasks())
+    store = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
+    store[label] = {"samples": args.samples, "images": args.images,
+                    "results": {f"{t}|{m}": v for (t, m), v in results.items()}}
+    OUT_JSON.write_text(json.dumps(store, indent=1))
+    write(store)
+
+
+def write(store: dict) -> None:
+    from lit_ip.metrics.calibration import reference_coverage
+
     lines = ["# Calibration on a Gaussian prior with an exact answer", "",
-             "Written by `benchmarks/calibration.py` (protocol in its docstring). "
-             f"RandomGaussianPrior(3x8x8, seed 0), {args.images} ground truths drawn from the prior, "
-             f"{args.samples} posterior samples per measurement, shipped settings of "
-             "`configs/method/*.yaml` (optimisers RED-diff and DMPlug left out: one output).", "",
-             f"Cells: MSE ratio (exact sampler: 2) / coverage of the 90% per-pixel interval (exact "
-             f"sampler with {args.samples} samples: {ref:.2f}). The 'exact posterior' row draws from "
-             "the closed-form posterior: it checks the metric itself.", "",
-             "| method | " + " | ".join(tnames) + " |", "|---|" + "---|" * len(tnames)]
-    for m in names:
-        cells = []
-        for t in tnames:
-            r = results.get((t, m), {})
-            cells.append("refused" if "refused" in r else f"{r['mse_ratio']:.2f} / {r['coverage90']:.2f}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+             "Written by `benchmarks/calibration.py` (protocol in its docstring): RandomGaussianPrior(3x8x8, "
+             "seed 0), ground truths drawn from the prior, the methods of `configs/method/*.yaml` (optimisers "
+             "RED-diff and DMPlug left out: one output). The 'exact posterior' row draws from the "
+             "closed-form posterior: it checks the metric itself.", ""]
+    for label, block in store.items():
+        res = {tuple(k.split("|")): v for k, v in block["results"].items()}
+        tnames = list(dict.fromkeys(t for t, _ in res))
+        names = list(dict.fromkeys(m for _, m in res))
+        lines += [f"## {label}", "", f"{block['images']} images, {block['samples']} samples each. Cells: MSE ratio "
+                  f"(exact sampler: 2) / coverage of the 90% per-pixel interval (exact sampler with "
+                  f"{block['samples']} samples: {reference_coverage(block['samples']):.2f}).", "",
+                  "| method | " + " | ".join(tnames) + " |", "|---|" + "---|" * len(tnames)]
+        for m in names:
+            cells = []
+            for t in tnames:
+                r = res.get((t, m), {})
+                cells.append("refused" if "refused" in r else f"{r['mse_ratio']:.2f} / {r['coverage90']:.2f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
     OUT_MD.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
