@@ -43,12 +43,12 @@ def problem(kind="gaussian", path="vp", operator="dense"):
 
 # --- the methods under test, in the configurations the bounds refer to ---------------------
 METHODS = {
-    "DiffPIR": lambda: DiffPIR(100, lam=1.0, zeta=0.3),
+    "DiffPIR": lambda: DiffPIR(100, lam=4.0, zeta=0.3),          # the paper's units (rho = lam sigma^2 a^2 / 4 b^2)
     "DPSw-exact": lambda: DPSw(100, mode="exact"),
     "DPSw": lambda: DPSw(100),
-    "DAPS": lambda: DAPS(50, ode_steps=1, langevin_steps=50, lr=2e-3, lr_min_ratio=0.02),
+    "DAPS": lambda: DAPS(50, ode_steps=1, langevin_steps=50, lr=2e-3, lr_min_ratio=0.02, tau=None),  # exact likelihood
     "TDS": lambda: TDS(100, num_particles=4, twist="pigdm"),
-    "REDDiff": lambda: REDDiff(300, lr=0.02),
+    "REDDiff": lambda: REDDiff(300, lam=0.0625, lr=0.02),        # weighting="paper": 4 lam (b / a)
     "DMPlug": lambda: DMPlug(3, iterations=300, lr=2e-2),
     "Unconditional": lambda: Unconditional(100),
 }
@@ -76,7 +76,12 @@ class ExactDraws(Method):
         return draw_exact(self.posterior, y.shape[0], rng=rng).to(y)
 
 
-def run(name, kind="gaussian", path="vp", n=N, operator="dense"):
+#: DPS-w's reference task needs A A^T = c I: it runs on the denoising problems (it refuses the dense one)
+OPERATOR = {"DPSw": "denoising"}
+
+
+def run(name, kind="gaussian", path="vp", n=N, operator=None):
+    operator = operator or OPERATOR.get(name, "dense")
     key = (name, kind, path, n, operator)
     if key not in _RUNS:
         _RUNS[key] = draws(METHODS[name](), problem(kind, path, operator), n)
@@ -97,8 +102,9 @@ SAMPLER_BOUNDS = {
     "DiffPIR": dict(mean=0.3, cov=0.45),
     # DAPS's Gaussian p(x0 | x_t) with r_t = sigma_t over-disperses a little: mean ~0.10, cov ~0.23.
     "DAPS": dict(mean=0.25, cov=0.45),
-    # DPS-w transfers a step size fitted on a reference denoising task: heuristic, mean ~0.21-0.25.
-    "DPSw": dict(mean=0.35, cov=0.45),
+    # DPS-w transfers a step size fitted on a reference denoising task: heuristic. It refuses the
+    # dense operator (A A^T != c I); on the denoising problem measured mean 0.15, cov 0.58.
+    "DPSw": dict(mean=0.35, cov=0.7),
 }
 # Point estimates: distance to the posterior mean (~1 for posterior draws, 1.2 for prior draws),
 # spread across seeds (~1 for samplers), RMS residual (sigma_y = 0.05 for the truth).
@@ -126,7 +132,7 @@ def within(errors, bounds):
 
 @pytest.mark.parametrize("name", sorted(SAMPLER_BOUNDS))
 def test_sampler_moments_against_exact_gaussian_posterior(name):
-    err = sampler_errors(run(name), problem())
+    err = sampler_errors(run(name), problem(operator=OPERATOR.get(name, "dense")))
     assert within(err, SAMPLER_BOUNDS[name]), (name, err)
 
 
@@ -179,7 +185,8 @@ def test_dpsw_exact_is_the_sampler_run_on_the_exact_posterior(operator):
     # denoising clamps levels below the path's smallest one to t_min in the last step only
     # (measured 3e-4); the dense case differs by rounding only (measured 3e-7)
     assert float((x - ref).abs().max()) < (2e-3 if operator == "denoising" else 1e-5)
-    assert float((draws(DPSw(50), pr, 16) - ref).abs().max()) > 2e-2    # the dps-w rule is not exact
+    if operator == "denoising":                                     # the dps-w rule is not exact
+        assert float((draws(DPSw(50), pr, 16) - ref).abs().max()) > 2e-2
 
 
 # --- mixture posteriors: mode weights ---------------------------------------------------------------
@@ -210,7 +217,7 @@ def test_smc_approaches_the_posterior_as_particles_grow():
 def test_approximate_samplers_keep_both_modes(name):
     """DiffPIR, DAPS and DPS-w do not reproduce the posterior weights (benchmark: 0.45-0.69 for 0.3)
     but do not collapse onto one mode either; a point estimate does."""
-    pr = problem("mixture")
+    pr = problem("mixture", operator=OPERATOR.get(name, "dense"))
     w = mode_weights(run(name, "mixture"), pr.posterior)
     assert float(w.min()) > 0.1, (name, w)
     assert float(mode_weights(draws(PosteriorMean(pr.posterior), pr, 8), pr.posterior).min()) == 0
@@ -219,7 +226,7 @@ def test_approximate_samplers_keep_both_modes(name):
 # --- rectified flow ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["DiffPIR", "DPSw-exact", "DPSw", "DAPS", "TDS", "REDDiff", "DMPlug"])
 def test_methods_run_on_rectified_flow_priors(name):
-    pr = problem(path="rf")
+    pr = problem(path="rf", operator=OPERATOR.get(name, "dense"))
     if name in POINT_BOUNDS:
         assert within(point_errors(run(name, path="rf", n=32), pr), POINT_BOUNDS[name])
     else:
@@ -271,7 +278,7 @@ def test_dpsw_exact_needs_a_non_isotropic_denoiser_except_for_denoising():
 def test_noise_free_data_needs_an_explicit_likelihood_sigma():
     pr = problem()
     rng = SampleRNG.for_indices([0], dtype=torch.float64)
-    for method in (REDDiff(3), DAPS(3, langevin_steps=2), TDS(3)):
+    for method in (REDDiff(3), DAPS(3, langevin_steps=2, tau=None), TDS(3)):
         with pytest.raises(ValueError, match="sigma"):
             method.sample(pr.prior, pr.operator, pr.batch(1), rng, GaussianNoise(0.0))
 

@@ -20,13 +20,23 @@ configs use ``tau = 0.01`` with measurement noise 0.05, both in [-1, 1] units), 
 in our [0, 1] units, so the data term is ``||A(x0) - y||^2 / (2 (tau / 2)^2)``; ``tau=None`` uses the
 noise model's own data fit. The inner ODE runs on the paper's grid, EDM's levels with exponent 7 from
 the current level down to ``sigma_min = 0.01`` in [-1, 1] units (``KarrasSigma(7, sigma_min=0.005)``).
-Langevin step sizes convert as ``lr = lr' / 4`` (the gradient in [0, 1] units is twice that in
+The Langevin chain is stable only for ``lr < 2 (tau / 2)^2 / ||A||^2`` (the data term's curvature):
+at the paper's tau = 0.01 that is 5e-5 for ``||A|| = 1`` (measured: lr = 1e-4 gives NaN on
+denoising, inpainting and deblurring). Langevin step sizes convert as ``lr = lr' / 4`` (the gradient in [0, 1] units is twice that in
 [-1, 1] units, the step half as long): the paper's 1e-4 is 2.5e-5 here.
 
 The last level returns ``x0``. The paper stops annealing at ``sigma_min = 0.1`` in [-1, 1] units
 (0.05 here, the default ``KarrasSigma(sigma_min=0.05)``): the Langevin step must stay below ``~ r_t^2`` at the last level to be stable. Levels with
 ``a = 0`` (a flow at ``t = 1``) have ``r_t = inf``: the prior term vanishes and the chain would have
 nothing to hold it, so ``x0 = x0_hat`` there. Runs on VP/DDPM and rectified-flow priors through ``(a, b)``.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/daps.yaml: the paper's tau = 0.01 and lr = 2.5e-5 (1e-4 in its units), 25
+levels, 3 ODE steps, 50 Langevin steps; posterior mean of 4 samples, PSNR dB): beats the trivial
+estimate on every task: denoise 23.0 vs 20.3, sr_4x 23.4 vs 22.2, inpainting 25.0 / 28.5 vs 7.1 /
+12.8, deblur 27.7 vs 25.1, colorization 25.2 vs 24.4 for the luminance image (the only method of the
+registry that does). The previous default width (the noise sigma, tau = 0.05 here) gives 14.9 on
+sr_4x single-sample: it ignored y.
 """
 from __future__ import annotations
 
@@ -124,6 +134,10 @@ class DAPS(Method):
             if float(a) > 0 and self.langevin_steps > 0:
                 z = rng.randn((B, self.langevin_steps, *shape)).to(x)
                 x0 = self.langevin(x0_hat, float(b / a) ** 2, p.fit, self.step_size(i, len(levels)), z)
+                if not torch.isfinite(x0).all():
+                    raise FloatingPointError(
+                        f"DAPS: the Langevin chain diverged at level {i} (lr={self.lr:g} is too large for "
+                        f"the likelihood width sigma_y: it needs lr < 2 sigma_y^2 / ||A||^2)")
             if i == len(levels) - 1:
                 return x0.detach()
             a_n, b_n = prior.coefficients(levels[i + 1], x)

@@ -13,6 +13,12 @@ last step (``sigma' = 0``) returns ``x0_hat`` except, for noiseless data, ``eta_
 measured coordinates.
 Unlike the paper, the first state is the prior's initial noise rather than DDRM's own
 initialisation from ``y_bar`` (the difference vanishes as ``sigma_T`` grows).
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/ddrm.yaml, 25 steps, posterior mean of 4 samples, PSNR dB): beats the
+trivial estimate on denoise (29.6 vs 20.3), sr_4x (24.2 vs 22.2), inpainting (23.7 / 28.2 vs 7.1 /
+12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image, cause not
+established).
 """
 from __future__ import annotations
 

@@ -28,6 +28,13 @@ The re-injection is the generic step with fresh-noise std ``c = sqrt(zeta) b'`` 
 is the code's "quad" skip ``t = T - sqrt(linspace(0, T^2, N))`` (``PowerTime(0.5, reverse=True)``).
 Written in the path's ``(a, b)`` it runs unchanged on VP/DDPM and rectified-flow priors (at
 ``a = 0``, the first step of a flow, ``rho = 0`` and the step is a projection of the prior mean).
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/diffpir.yaml: the paper's lambda = 7 with zeta = 1.0, 25 steps, posterior
+mean of 4 samples, PSNR dB): beats the trivial estimate on denoise (29.3 vs 20.3), sr_4x (24.4 vs
+22.2), inpainting (26.1 / 30.0 vs 7.1 / 12.8), deblur (28.8 vs 25.1); colorization 24.3 vs 24.4 for
+the luminance image (a tie; the best method of the registry there). The old lam = 7 in our b units
+is the paper's 28: 25.0 mean over the tasks vs 25.9.
 """
 from __future__ import annotations
 

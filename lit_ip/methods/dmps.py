@@ -13,6 +13,12 @@ No network backward is needed. It enters the shared loop as the posterior-score 
 and in our step the coefficient of ``x0_c`` times ``b^2 / a`` is exactly
 ``sqrt(abar_{t-1}) beta_t / (1 - abar_t) * (1 - abar_t) / sqrt(abar_t) = beta_t / sqrt(alpha_t)``;
 on the flow path the Euler step of the substituted velocity is Eq. 27.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/dmps.yaml, 25 steps, scale 1.0, posterior mean of 4 samples, PSNR dB):
+beats the trivial estimate on denoise (27.7 vs 20.3), sr_4x (23.7 vs 22.2), inpainting (19.1 / 24.8
+vs 7.1 / 12.8; speckle remains, the paper's scale 1.75 gives 17.2 / 16.9 single-sample), deblur
+(28.3 vs 25.1); not colorization (20.2 vs 24.4 for the luminance image, cause not established).
 """
 from __future__ import annotations
 

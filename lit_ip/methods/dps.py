@@ -11,6 +11,13 @@ authors' code; the factor 2 is absorbed in ``zeta``). With Poisson noise the nor
 weighted ``||y - A(x0_hat)||_Lambda``, ``Lambda_jj = 1 / (2 y_j)`` (Algorithm 2; the data fit's
 :meth:`~lit_ip.methods.likelihood.DataFit.distance`). The norm is per sample (the authors' code takes
 it over the whole batch, which couples samples).
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/dps.yaml, 30 steps, posterior mean of 4 samples, PSNR dB): beats the
+trivial estimate on denoise (28.2 vs 20.3), sr_4x (23.2 vs 22.2, less than the standard error),
+inpainting and deblurring (27.1 vs 25.1 for y), not on colorization (15.6 vs 24.4 for the luminance
+image; cause not established). Every
+registry method loses to the luminance image on these crops except DiffPIR (24.3, a tie).
 """
 from __future__ import annotations
 
@@ -31,9 +38,11 @@ class DPS(GuidedMethod):
     Args:
         num_steps: network evaluations (paper: 1000).
         eta: DDIM stochasticity (1 = DDPM ancestral).
-        zeta: step size in [0, 1] image units. The paper's zeta' = 1 in [-1, 1] units
-            (noise, SR, inpainting) is zeta = 0.5 here (the shift halves with the units,
-            the gradient of the norm does not change).
+        zeta: step size: ``shift = -zeta grad_{x_t} ||y - A(x0_hat)||`` in [0, 1] units. Converting
+            Alg. 1 from [-1, 1] units (``||y' - A x0'|| = 2 ||y - A x0||``, ``grad_{x'} = grad_x / 2``,
+            ``shift = shift' / 2``) gives ``zeta = zeta'`` exactly; the authors' code steps along the
+            plain norm with ``scale = 2 zeta'``, i.e. ``zeta = scale / 2``. The reported setting
+            (``scale = 1`` for noise, SR, inpainting) is ``zeta = 0.5`` here, the default.
     """
 
     requires = ("differentiable",)

@@ -27,6 +27,13 @@ inpainting is ``y`` itself with the fit on observed pixels, Eq. 42):
 
 and the likelihood score ``w_t g`` enters the loop as a score: ``x0_c = x0_hat + (b^2 / a) w_t g``
 (which is DPS's update with the step size ``w_t`` times the step's score coefficient).
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/dpsw.yaml, 25 steps, w_scale 3, posterior mean of 4 samples, PSNR dB):
+beats the trivial estimate on denoise (29.0 vs 20.3) and inpainting (24.7 / 27.3 vs 7.1 / 12.8); not
+sr_4x (18.2 vs 22.2: the A^T y reference of 4x average pooling is a poor stand-in at 25 steps;
+w_scale 1 gives 11.5 single-sample) nor colorization (20.9 vs 24.4 for the luminance image);
+deblurring is refused (A A^T != c I).
 """
 from __future__ import annotations
 

@@ -16,8 +16,10 @@ Two covariances (``covariance=``):
 * ``"full"``: ``Sigma = (b^2 / a) J_s``, ``J_s = (J + J^T) / 2``. An exact denoiser has a symmetric
   Jacobian (it is a Hessian), a network's is not, and conjugate gradients on the non-symmetric
   ``A J A^T`` diverge (measured: from 2 iterations on, 6-9 dB on real images). The symmetric part
-  keeps the system symmetric, and CG stops a sample at negative curvature (``p^T M p <= 0``), so the
-  solver is valid for the system it solves. ``J v`` by the double-backward trick (``g(u) = J^T u``
+  keeps the system symmetric, CG stops a sample at negative curvature (``p^T M p <= 0``), so the
+  solver is valid for the system it solves, and the update is the Gaussian conditioning
+  ``x0_c = x0_hat + Sigma A^T w`` with the same ``Sigma`` (``= (b^2 / a) J^T A^T w``, the score form,
+  when ``J`` is symmetric). ``J v`` by the double-backward trick (``g(u) = J^T u``
   built once per step with a graph, ``J v = d (g(u) . v) / d u``), ``J^T v`` by a plain backward.
   Exact for Gaussian priors (``J`` symmetric).
 * ``"row_sum"``: TMPD's diagonal covariance (Boys et al. 2023, "Tweedie moment projected
@@ -25,6 +27,15 @@ Two covariances (``covariance=``):
   column sums ``J^T 1`` (one backward; equal to the row sums for a symmetric ``J``), clamped at 0,
   and ``(A diag(v) A^T + sigma_y^2 I) w = r`` by CG (symmetric positive definite; one iteration for
   masks and the identity). Exact for Gaussian priors with a diagonal covariance.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/moment_matching.yaml: covariance='row_sum', cg_iters=5, 25 steps;
+posterior mean of 4 samples, PSNR dB): beats the trivial estimate on denoise (28.2 vs 20.3), sr_4x
+(23.8 vs 22.2), inpainting (22.3 / 27.4 vs 7.1 / 12.8) and deblur (28.5 vs 25.1); not colorization
+(20.1 vs 24.4 for the luminance image, cause not established). covariance='full' on the network
+prior, one sample: cg_iters=5 gives 14.4 / 21.9 / 8.3 / 14.1 / 24.4 / 8.6 even symmetrised (the
+symmetric part of a network Jacobian is indefinite), cg_iters=1 29.2 / 22.9 / 26.9 / 28.6 / 25.4 /
+13.2 at 8x the cost of row_sum; 'full' is for analytic priors, where it is exact.
 """
 from __future__ import annotations
 
@@ -86,14 +97,14 @@ class MomentMatching(GuidedMethod):
             u = torch.zeros_like(s.x0, requires_grad=True)
             (g,) = torch.autograd.grad(s.x0, s.x, grad_outputs=u, create_graph=True)   # g(u) = J^T u
 
-            def cov_matvec(w):      # (A Sigma A^T + sigma^2) w = c A (J + J^T)/2 A^T w + sigma^2 w
-                z = op.adjoint(w)
+            def sym_jac(z):         # J_s z = (J z + J^T z) / 2
                 (jv,) = torch.autograd.grad(g, u, grad_outputs=z, retain_graph=True)
-                jtv = vjp(s.x0, s.x, z, retain=True)
-                p.prior.evaluations.add_backward(w.shape[0])     # the Jacobian-vector product
-                return c * op(0.5 * (jv.detach() + jtv)) + sigma ** 2 * w
+                p.prior.evaluations.add_backward(z.shape[0])     # the Jacobian-vector product
+                return 0.5 * (jv.detach() + vjp(s.x0, s.x, z, retain=True))
 
-            w = conjugate_gradient(cov_matvec, r, iters=self.cg_iters, tol=self.cg_tol)
+            w = conjugate_gradient(lambda w: c * op(sym_jac(op.adjoint(w))) + sigma ** 2 * w, r,
+                                   iters=self.cg_iters, tol=self.cg_tol)
+            return s.x0 + c * sym_jac(op.adjoint(w))            # x0_hat + Sigma_s A^T w
         s_y = vjp(s.x0, s.x, op.adjoint(w))
         return s.x0 + c * s_y
 

@@ -24,6 +24,12 @@ reduces the variance of the weights. The output is one particle per measurement 
 final weights, so it is a (weighted-particle) posterior sample. Runs on VP/DDPM and
 rectified-flow priors through ``(a, b)``; steps with ``a = 0`` carry no information about ``x0``
 and are taken untwisted.
+
+Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
+settings of configs/method/tds.yaml: 25 steps, 4 particles, twist='pigdm'; posterior mean of 2
+samples, PSNR dB): beats the trivial estimate on denoise (28.9 vs 20.3), inpainting (24.9 / 29.2 vs
+7.1 / 12.8), deblur (28.0 vs 25.1) and, by less than the standard error, sr_4x (22.6 vs 22.2); not
+colorization (15.0 vs 24.4 for the luminance image, cause not established).
 """
 from __future__ import annotations
 
