@@ -123,11 +123,31 @@ SHARED_CODE = ("lit_ip/methods/base.py", "lit_ip/methods/likelihood.py", "lit_ip
                "lit_ip/sampling/steps.py", "lit_ip/sampling/schedules.py", "lit_ip/priors/network.py")
 
 
+def _code(path: Path) -> str:
+    """A source file's syntax tree without docstrings and comments (a doc-only edit keeps results)."""
+    import ast
+
+    if not path.exists():
+        return str(path)
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def code_digest(class_path: str) -> str:
-    """Hash of the method's module source and the shared sampling code (a fixed method reruns)."""
+    """Hash of the method's module code and the shared sampling code (a fixed method reruns)."""
     own = REPO / (class_path.rsplit(".", 1)[0].replace(".", "/") + ".py")
-    return digest(*[(REPO / f).read_text() if (REPO / f).exists() else f for f in SHARED_CODE],
-                  own.read_text() if own.exists() else class_path)
+    return digest(*[_code(REPO / f) for f in SHARED_CODE], _code(own))
+
+
+def result_hash(pname, tspec, spec, keys, samples, seed, lpips) -> str:
+    """What a result depends on: the method as built (its repr lists every setting, so a
+    config spelling out a default is the same method), its code, the task, images, samples, seed."""
+    return digest(pname, tspec, repr(build(spec)), keys, samples, seed, lpips, code_digest(spec["class_path"]))
 
 
 def digest(*parts) -> str:
@@ -227,7 +247,7 @@ def run(args) -> None:
             save_tensors(pname, tname, "_baselines", {"gt": x[:FIGURE_IMAGES], **shown})
             for mname in chosen:
                 spec = methods[mname]
-                h = digest(pname, tspec, spec, keys, samples, args.seed, bool(lpips), code_digest(spec["class_path"]))
+                h = result_hash(pname, tspec, spec, keys, samples, args.seed, bool(lpips))
                 path = RESULTS / pname / tname / f"{mname}.json"
                 if path.exists() and json.loads(path.read_text()).get("hash") == h:
                     continue
