@@ -253,7 +253,8 @@ def run(args) -> None:
                     continue
                 t0 = time.time()
                 row = evaluate(prior, tname, tspec, mname, spec, x, keys, indices, samples, args.seed, lpips)
-                row.update(hash=h, spec=spec, keys=keys, lpips_missing=missing if lpips is None else [])
+                row.update(hash=h, spec=spec, keys=keys, requested_samples=samples, seed=args.seed,
+                           lpips_missing=missing if lpips is None else [])
                 write_json(path, row)
                 if "refused" not in row:
                     save_tensors(pname, tname, mname, save_images.last)
@@ -278,11 +279,26 @@ def save_tensors(pname, tname, name, tensors) -> None:
 
 # --- the table ----------------------------------------------------------------------------
 def load(pname) -> dict:
-    out = {}
+    """Results of one prior that are current (same method, code, task, images as now); a result
+    of a changed method is left out (shown as not run) until it is rerun."""
+    out, methods = {}, method_specs()
+    channels = 1 if pname.startswith("faces") else 3
     for tdir in sorted((RESULTS / pname).glob("*")) if (RESULTS / pname).exists() else []:
         if tdir.name == "figures" or not tdir.is_dir():
             continue
-        out[tdir.name] = {f.stem: json.loads(f.read_text()) for f in sorted(tdir.glob("*.json"))}
+        tspecs = task_specs(channels)
+        out[tdir.name] = {}
+        for f in sorted(tdir.glob("*.json")):
+            row = json.loads(f.read_text())
+            if not f.stem.startswith("_"):
+                if f.stem not in methods or tdir.name not in tspecs:
+                    continue
+                want = result_hash(pname, tspecs[tdir.name], methods[f.stem], row.get("keys"),
+                                   row.get("requested_samples", 2), row.get("seed", 0),
+                                   not row.get("lpips_missing"))
+                if row.get("hash") != want:
+                    continue
+            out[tdir.name][f.stem] = row
     return out
 
 
@@ -303,9 +319,9 @@ def fmt(s: dict, digits=2) -> str:
 
 
 def prior_tables(pname: str, res: dict, order: list[str]) -> tuple[list[str], dict]:
-    tasks = [t for t in ("denoise", "sr_4x", "inpaint_70", "inpaint_box", "deblur", "colorize") if t in res]
-    tasks += [t for t in res if t not in tasks]
-    methods = [m for m in order if any(m in res[t] for t in tasks)]
+    tasks = list(task_specs(1 if pname.startswith("faces") else 3))   # every task, run or not
+    res = {t: res.get(t, {}) for t in tasks}
+    methods = list(order)
     head = "| method | " + " | ".join(tasks) + " |\n|---|" + "---|" * len(tasks)
     fails, lines = {}, []
 
@@ -319,6 +335,8 @@ def prior_tables(pname: str, res: dict, order: list[str]) -> tuple[list[str], di
 
     def estimate(t, m):
         def f(r):
+            if "_baselines" not in res[t]:
+                return fmt(r["psnr"])
             name, base = best_base(res[t])
             ok = beats(r, base)
             if not ok:
@@ -328,7 +346,8 @@ def prior_tables(pname: str, res: dict, order: list[str]) -> tuple[list[str], di
 
     lines += [f"### {pname}: PSNR (dB) of the estimate (posterior mean; optimisers: output) ± s.e.", "", head]
     for b in ("pinv", "trivial"):
-        vals = [fmt(res[t]["_baselines"][b]["psnr"]) if b in res[t].get("_baselines", {}) else "-" for t in tasks]
+        vals = [fmt(res[t]["_baselines"][b]["psnr"]) if b in res[t].get("_baselines", {}) else
+                ("-" if res[t].get("_baselines") else "…") for t in tasks]
         lines.append(f"| *{'pseudo-inverse' if b == 'pinv' else 'trivial (y / grey)'}* | " + " | ".join(vals) + " |")
     lines += [f"| {m} | " + " | ".join(estimate(t, m) for t in tasks) + " |" for m in methods]
     tables = [
@@ -392,6 +411,7 @@ def write_figures() -> None:
     from lit_ip.lightning.figures import FigureRow, image_grid
 
     for pname in PRIORS:
+        current = load(pname)  # only results of the methods as configured now
         for tdir in sorted((IMAGES / pname).glob("*")):
             base = torch.load(tdir / "_baselines.pt", weights_only=True)
             k = base["gt"].shape[0]
@@ -404,7 +424,7 @@ def write_figures() -> None:
                     rows.append(FigureRow({"pinv": "pseudo-inverse", "trivial": "trivial (y / grey)"}[b], list(base[b])))
             for m in method_specs():
                 f = tdir / f"{m}.pt"
-                if not f.exists():
+                if not f.exists() or m not in current.get(tdir.name, {}):
                     continue
                 t = torch.load(f, weights_only=True)
                 rows.append(FigureRow(f"{m}: mean" if "std" in t else m, list(t["mean"])))
