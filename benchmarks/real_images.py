@@ -184,7 +184,10 @@ def evaluate(prior, tname, task_spec, mname, method_spec, x, keys, indices, samp
     except ValueError as e:
         return {"refused": str(e).splitlines()[-1].strip()[:200]}
     t0 = time.perf_counter()
-    out = module.reconstruct({"image": x, "key": keys, "index": torch.tensor(indices)})
+    try:
+        out = module.reconstruct({"image": x, "key": keys, "index": torch.tensor(indices)})
+    except ValueError as e:  # refused at the inputs check (e.g. DPS-w on an operator without A A^T = cI)
+        return {"refused": str(e).split(": ", 1)[-1][:200]}
     seconds = time.perf_counter() - t0
     res = out["tasks"][tname]
     xs = res["recon"][mname]                                   # (B, n, C, H, W)
