@@ -195,6 +195,10 @@ def _cli_class():
 def _lightning_cli(args):
     from lightning import LightningDataModule, LightningModule
 
+    from .lightning.progress import quiet_lightning
+
+    quiet_lightning()  # no Lightning tips / LeafSpec deprecation notice
+
     for mod in PART_MODULES:
         importlib.import_module(mod)
     return _cli_class()(LightningModule, LightningDataModule, subclass_mode_model=True,

@@ -151,14 +151,16 @@ def test_resume_skips_complete_keys_and_never_rewrites(prior, tmp_path):
     stale.write_bytes(b"partial")
     counting.drawn = 0
     run_predict(module, source, tmp_path)
-    assert counting.drawn == 2 * 2 * 2, "only the two incomplete keys are sampled again"
+    # key 1 lost one image of (denoise, ddpm): only that result is drawn again (its inpaint result
+    # and key 3's results, whose metrics/KEY.json alone was lost, are read back from their records)
+    assert counting.drawn == 1 * 2, "only the one incomplete (key, task, method) result is sampled again"
     for p, stamp in files.items():
         assert p.exists()
         if p not in removed:
             assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, f"{p} was rewritten"
     with open(tmp_path / "metrics.csv", newline="") as f:
         ids = [(r["key"], r["task"], r["method"], r["sample"]) for r in csv.DictReader(f)]
-    assert len(ids) == len(set(ids)) == 5 * 2 * (1 + 3)  # keys x tasks x (pinv + 2 samples + mean)
+    assert len(ids) == len(set(ids)) == 5 * 2 * (2 + 3)  # keys x tasks x (pinv, trivial + 2 samples + mean)
     assert not stale.exists() and not list(tmp_path.rglob("*.tmp"))
 
 
@@ -205,7 +207,7 @@ def test_network_prior_from_a_directory_with_a_gradient_method(tmp_path):
     data = AnalyticPriorSamples(RandomGaussianPrior((1, 8, 8), seed=0), 3, seed=0)
     run_predict(module, data, tmp_path / "out", batch_size=2)
     rows = list(csv.DictReader(open(tmp_path / "out" / "metrics.csv", newline="")))
-    assert {(r["method"], r["key"]) for r in rows} == {(m, f"sample_{i:05d}") for m in ("fit", "ddpm", "pinv")
+    assert {(r["method"], r["key"]) for r in rows} == {(m, f"sample_{i:05d}") for m in ("fit", "ddpm", "pinv", "trivial")
                                                        for i in range(3)}
     assert not any(p.requires_grad for p in prior.parameters())
 
@@ -291,3 +293,102 @@ def test_summary_reports_counted_network_evaluations(prior, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert {float(r["nfe"]) for r in rows if r["method"] == "daps"} == {daps_nfe}
     assert all(r["nfe"] == "" for r in rows if r["method"] == "pinv")
+
+
+class Watching(Unconditional):
+    """Unconditional sampling that records, at each call, which outputs are already on disk,
+    and can fail at a given call (an interrupted run)."""
+
+    def __init__(self, num_steps: int = 2, root=None, fail_at: int = -1):
+        super().__init__(num_steps)
+        self.root, self.fail_at, self.calls, self.seen = root, fail_at, 0, []
+
+    def sample(self, prior, operator, y, rng, noise=None):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("interrupted")
+        self.seen.append({p.relative_to(self.root).as_posix() for p in self.root.rglob("*.png")}
+                         | {p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json")})
+        return super().sample(prior, operator, y, rng, noise)
+
+
+def test_each_task_method_result_is_written_when_done_and_resumes(prior, tmp_path):
+    watch = Watching(2, tmp_path)
+    module = make_module(prior, methods={"ddpm": watch, "other": Unconditional(2)})
+    run_predict(module, AnalyticPriorSamples(prior, 2, seed=1), tmp_path, batch_size=2)
+    # the second method on the first task already sees the first method's images and records
+    first, second = watch.seen  # calls: (denoise, ddpm), (inpaint, ddpm)
+    assert "denoise/ddpm/sample_00000.png" not in first
+    assert {"denoise/ddpm/sample_00001.png", "denoise/measurement/sample_00000.png",
+            "metrics/pairs/denoise/ddpm/sample_00001.json"} <= second
+    assert not any(p.startswith("metrics/sample_") for p in second), "done markers come last"
+    ref = {p: read_png(p) for p in tmp_path.rglob("*.png") if p.parent.name != "figures"}
+    # an interrupted run keeps finished (task, method) results; the rerun draws only the rest
+    out = tmp_path / "again"
+    out.mkdir()
+    failing = Watching(2, out, fail_at=2)  # dies on its second task, after `other` ran on the first
+    module = make_module(prior, methods={"ddpm": failing, "other": Unconditional(2)})
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_predict(module, AnalyticPriorSamples(prior, 2, seed=1), out, batch_size=2)
+    assert (out / "denoise" / "ddpm" / "sample_00001.png").is_file()
+    assert not list((out / "metrics").glob("*.json"))
+    resumed = Watching(2, out)
+    run_predict(make_module(prior, methods={"ddpm": resumed, "other": Unconditional(2)}),
+                AnalyticPriorSamples(prior, 2, seed=1), out, batch_size=2)
+    assert resumed.calls == 1, "only (inpaint, ddpm) is left to draw"
+    for p, img in ref.items():
+        torch.testing.assert_close(read_png(out / p.relative_to(tmp_path)), img, atol=1 / 255, rtol=0)
+    rows = list(csv.DictReader(open(out / "metrics.csv", newline="")))
+    assert len(rows) == 2 * 2 * (2 + 2)  # keys x tasks x (pinv, trivial, ddpm, other)
+
+
+def test_trivial_estimate_rows_and_best_baseline(prior, tmp_path):
+    module = make_module(prior, methods={"ddpm": Unconditional(2)})
+    run_predict(module, AnalyticPriorSamples(prior, 3, seed=1), tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv", newline="")))
+    got = {(r["key"], r["task"], r["method"]): float(r["psnr"]) for r in rows}
+    for k in ("sample_00000", "sample_00001", "sample_00002"):
+        gt, y = read_png(tmp_path / "ground_truth" / f"{k}.png"), read_png(tmp_path / "denoise" / "measurement" / f"{k}.png")
+        mse = float(((gt - y) ** 2).mean())  # the PNGs are 8-bit: compare loosely
+        assert got[(k, "denoise", "trivial")] == pytest.approx(-10 * torch.log10(torch.tensor(mse)).item(), abs=0.3)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    labels = {(s["task"], s["method"]) for s in summary["summary"]}
+    assert {("denoise", "trivial (baseline)"), ("inpaint", "trivial (baseline)")} <= labels
+    best = summary["best_baseline"]
+    for task in ("denoise", "inpaint"):
+        means = {s["method"]: s["psnr"] for s in summary["summary"] if s["task"] == task}
+        assert best[task]["psnr"] == max(means["pinv (baseline)"], means["trivial (baseline)"])
+
+
+def test_progress_bar_counts_task_method_image_items_and_lightning_is_quiet(prior, tmp_path, caplog, recwarn):
+    from lit_ip.lightning.progress import WorkProgressBar
+
+    class Recorder(WorkProgressBar):
+        def on_predict_start(self, trainer, pl_module):
+            super().on_predict_start(trainer, pl_module)
+            self.total, self.counted = self.bar.total, 0
+
+        def on_work(self, event):
+            super().on_work(event)
+            self.counted += 0 if event["event"] == "start" else event["count"]
+
+    def run(out):
+        bar = Recorder()
+        writer = PredictionWriter(str(out), figure_images=2, print_summary=False)
+        trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                          enable_model_summary=False, callbacks=[writer, bar])
+        assert trainer.progress_bar_callback is bar  # it replaces Lightning's bar
+        trainer.predict(make_module(prior, methods={"a": Unconditional(2), "b": Unconditional(2)}),
+                        datamodule=ImageDataModule(AnalyticPriorSamples(prior, 3, seed=1), batch_size=2),
+                        return_predictions=False)
+        return bar
+
+    with caplog.at_level("INFO"):
+        bar = run(tmp_path)
+    assert bar.total == bar.counted == 3 * 2 * 2  # images x tasks x methods
+    (tmp_path / "metrics" / "sample_00002.json").unlink()
+    (tmp_path / "inpaint" / "b" / "sample_00001.png").unlink()
+    bar = run(tmp_path)  # resumed: finished items count at once
+    assert bar.total == bar.counted == 12
+    assert not [r for r in caplog.records if "Tip:" in r.getMessage()]
+    assert not [w for w in recwarn if "LeafSpec" in str(w.message)]

@@ -33,6 +33,7 @@ from lightning import LightningModule
 from torch import Tensor, nn
 
 from ..methods.base import Method
+from ..metrics.baselines import trivial_estimate
 from ..operators.base import Operator
 from ..operators.noise import GaussianNoise, NoiseModel
 from ..priors.base import Prior
@@ -111,6 +112,8 @@ class PosteriorSamplingModule(LightningModule):
         self.num_samples, self.seed = int(num_samples), int(seed)
         self.pairs = self._validate(bool(skip_incompatible))
         self._skip: Optional[Callable[[str], bool]] = None
+        self._skip_pair: Optional[Callable[[str, str, str], bool]] = None
+        self._listeners: list[Callable[[dict], None]] = []
 
     # --- construction-time checks -------------------------------------------
     def _validate(self, skip_incompatible: bool) -> dict[str, list[str]]:
@@ -146,6 +149,27 @@ class PosteriorSamplingModule(LightningModule):
         """``fn(key, index) -> True`` marks samples whose outputs already exist (not sampled again)."""
         self._skip = fn
 
+    def set_pair_skip(self, fn: Optional[Callable[[str, str, str], bool]]) -> None:
+        """``fn(key, task, method) -> True`` marks (sample, task, method) results already written
+        (by an interrupted run): that method is not run again on that sample."""
+        self._skip_pair = fn
+
+    # --- listeners (the prediction writer, the progress bar) ------------------
+    def add_listener(self, fn: Callable[[dict], None]) -> None:
+        """``fn(event)`` is called before each method runs on a batch (``event="start"``) and with
+        its result as soon as it is done (``"done"``; ``"skipped"`` for finished work); see
+        :meth:`_solve` for the fields."""
+        if fn not in self._listeners:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[dict], None]) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def _emit(self, **event) -> None:
+        for fn in list(self._listeners):
+            fn(event)
+
     # --- the work -----------------------------------------------------------
     def predict_step(self, batch: dict, batch_idx: int = 0, dataloader_idx: int = 0) -> dict:
         # Lightning runs predict under inference mode; gradient-based methods (DPS, PiGDM)
@@ -166,6 +190,9 @@ class PosteriorSamplingModule(LightningModule):
         keys = [str(k) for k in batch["key"]]
         indices = [int(i) for i in batch["index"]]
         rows = [j for j, k in enumerate(keys) if self._skip is None or not self._skip(k, indices[j])]
+        if len(rows) < len(keys):  # finished keys: all their (task, method) work counts as done
+            self._emit(event="skipped", task=None, method=None,
+                       count=(len(keys) - len(rows)) * sum(len(m) for m in self.pairs.values()))
         keys, indices = [keys[j] for j in rows], [indices[j] for j in rows]
         out = {"key": keys, "index": indices, "image": None, "tasks": {}}
         if not rows:
@@ -202,29 +229,54 @@ class PosteriorSamplingModule(LightningModule):
 
     def _solve(self, tname: str, task: Task, indices: list[int], keys: list[str],
                image: Optional[Tensor], y: Optional[Tensor]) -> dict:
+        """One task on a batch: the measurement, its baselines, then every method.
+
+        A method skips the samples whose result is already written (``set_pair_skip``); its
+        ``recon`` then has only the rows listed in ``rows[method]``. After each method the
+        listeners get ``{"event": "done", "task", "method", "count", "rows", "keys", "indices",
+        "image", "y", "pinv", "trivial", "samples" (rows, num_samples, C, H, W), "nfe"}``.
+        """
         op = self._bind(task.operator, indices)
         if y is None:
             with torch.no_grad():
                 y = task.noise.sample(op(image), self._rng(indices, "measurement"))
+        with torch.no_grad():
+            pinv = measurement_pseudo_inverse(op, y)
+            trivial = trivial_estimate(op, y, self.prior.image_shape)
         n = self.num_samples
-        op_n = op if n == 1 else self._bind(task.operator, [i for i in indices for _ in range(n)])
-        y_n = y if n == 1 else y.repeat_interleave(n, 0)
-        recon, nfe = {}, {}
+        recon, nfe, done_rows = {}, {}, {}
         for mname in self.pairs[tname]:
             method = self.methods[mname]
+            need = [j for j, k in enumerate(keys)
+                    if self._skip_pair is None or not self._skip_pair(k, tname, mname)]
+            if len(need) < len(keys):
+                self._emit(event="skipped", task=tname, method=mname, count=len(keys) - len(need))
+            if not need:
+                continue
+            sub = [indices[j] for j in need]
+            sel = torch.as_tensor(need, device=y.device)
+            y_sub = y.index_select(0, sel)
+            op_n = self._bind(task.operator, [i for i in sub for _ in range(n)])
+            y_n = y_sub if n == 1 else y_sub.repeat_interleave(n, 0)
             try:
                 method.check_inputs(self.prior, op_n, y_n, task.noise)
             except ValueError as e:
                 raise ValueError(f"task {tname!r}, method {mname!r}, keys {keys[:3]}: {e}") from e
             self._show_progress(f"{tname}/{mname}")
-            rng = self._rng(indices, "sampler")  # fresh per method: same start noise for all
+            self._emit(event="start", task=tname, method=mname, count=len(need))
+            rng = self._rng(sub, "sampler")  # fresh per method: same start noise for all
             self.prior.evaluations.reset()
             x = method.sample(self.prior, op_n, y_n, rng if n == 1 else rng.repeat(n), task.noise)
-            nfe[mname] = self.prior.evaluations.per_sample(len(indices) * n)
-            recon[mname] = x.detach().reshape(len(indices), n, *self.prior.image_shape)
-        with torch.no_grad():
-            pinv = measurement_pseudo_inverse(op, y)
-        return {"y": y.detach(), "pinv": None if pinv is None else pinv.detach(), "recon": recon, "nfe": nfe}
+            nfe[mname] = self.prior.evaluations.per_sample(len(sub) * n)
+            recon[mname] = x.detach().reshape(len(sub), n, *self.prior.image_shape)
+            done_rows[mname] = need
+            pick = lambda v: None if v is None else v.index_select(0, sel.to(v.device))  # noqa: E731
+            self._emit(event="done", task=tname, method=mname, count=len(need), rows=need,
+                       keys=[keys[j] for j in need], indices=sub, image=pick(image), y=y_sub,
+                       pinv=pick(pinv), trivial=pick(trivial), samples=recon[mname], nfe=nfe[mname])
+        return {"y": y.detach(), "pinv": None if pinv is None else pinv.detach(),
+                "trivial": None if trivial is None else trivial.detach(),
+                "recon": recon, "nfe": nfe, "rows": done_rows}
 
     def _show_progress(self, text: str) -> None:
         """Show the running (task, method) next to Lightning's tqdm predict bar, if there is one."""

@@ -34,6 +34,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from .. import io
 from ..data.shards import read_skipped
+from ..metrics.baselines import TRIVIAL, best_baselines
 from ..metrics.evaluation import Evaluation, std_image
 from . import interrupt, run_binding
 from .figures import FigureRow, image_grid
@@ -96,6 +97,7 @@ class PredictionWriter(BasePredictionWriter):
         self.summary: list[dict] = []
         self.ledger = KeyLedger()
         self.signals = interrupt.StopOnSignal()
+        self._fresh: set[tuple[str, str, str]] = set()  # (key, task, method) computed by this run
 
     # --- layout ----------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -147,6 +149,9 @@ class PredictionWriter(BasePredictionWriter):
         self.evaluation.setup(pl_module.pairs, pl_module.num_samples)
         self.root.mkdir(parents=True, exist_ok=True)
         pl_module.set_skip(self.is_complete)
+        pl_module.set_pair_skip(self.is_pair_complete)
+        pl_module.add_listener(self.on_result)
+        self._fresh = set()
         self.signals.install()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -184,6 +189,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer, pl_module) -> None:
         pl_module.set_skip(None)
+        pl_module.set_pair_skip(None)
+        pl_module.remove_listener(self.on_result)
         results = self.evaluation.compute()  # a collective: every rank, never in predict_step
         trainer.strategy.barrier("lit_ip_writer_done")
         if trainer.is_global_zero:
@@ -196,41 +203,91 @@ class PredictionWriter(BasePredictionWriter):
         if not path.exists():
             io.write_png(path, image)
 
+    def pair_record(self, key: str, task: str, method: str) -> Path:
+        """Where one (sample, task, method) result's metric rows wait until the sample is done."""
+        return self.path("metrics", "pairs", task, method, f"{io.sanitize_key(key)}.json")
+
+    def is_pair_complete(self, key: str, task: str, method: str) -> bool:
+        """The method's images and metric rows for this sample are written (a resumed run skips it)."""
+        skey = io.sanitize_key(key)   # damaged files are removed by usable() and redone
+        return all([usable(self.pair_record(key, task, method))]
+                   + [usable(self.path(task, method, n)) for n in self.recon_names(skey)])
+
+    def on_result(self, event: dict) -> None:
+        """Write one (task, method) result of a batch as soon as the module has it: the shared
+        images of its samples (ground truth, measurement, pseudo-inverse), the method's images
+        and its metric rows (``metrics/pairs/TASK/METHOD/KEY.json``)."""
+        if event["event"] != "done":
+            return
+        # the module runs methods outside inference mode; the metric states were made inside it
+        with torch.inference_mode():
+            self._write_result(event)
+
+    def _write_result(self, event: dict) -> None:
+        task, method = event["task"], event["method"]
+        for i, (key, index) in enumerate(zip(event["keys"], event["indices"])):
+            skey = io.sanitize_key(key)
+            gt = None if event["image"] is None else event["image"][i]
+            y, pinv = event["y"][i], None if event["pinv"] is None else event["pinv"][i]
+            if gt is not None:
+                self._write_png(self.path("ground_truth", f"{skey}.png"), gt)
+            self._write_shared(task, skey, y, pinv)
+            xs = event["samples"][i]
+            extra = self.evaluation.row_values(task, method, xs, gt, y, int(index),
+                                               self.layout["tasks"][task], self.layout["seed"])
+            if len(xs) > 1:
+                self._write_png(self.path(task, method, f"{skey}_std.png"), std_image(xs))
+            images = list(xs) + ([xs.mean(0)] if len(xs) > 1 else [])
+            labels = list(range(len(xs))) + (["mean"] if len(xs) > 1 else [])
+            for name, img in zip(self.recon_names(skey), images):
+                self._write_png(self.path(task, method, name), img)
+            rows = []
+            if gt is not None:
+                rows = self._rows(key, int(index), task, [(method, s, im) for s, im in zip(labels, images)],
+                                  gt, {method: event["nfe"]}, extra)
+            io.write_json(self.pair_record(key, task, method), {"key": key, "index": int(index), "rows": rows})
+            self._fresh.add((key, task, method))
+
+    def _write_shared(self, task: str, skey: str, y: Tensor, pinv: Optional[Tensor]) -> None:
+        shown = self.layout["display"][task]
+        if shown is not None:
+            self._write_png(self.path(task, "measurement", f"{skey}.png"), y if shown == "y" else pinv)
+        if pinv is not None:
+            self._write_png(self.path(task, PINV, f"{skey}.png"), pinv)
+
+    @staticmethod
+    def _rows(key, index, task, candidates, gt, counted, extra) -> list[dict]:
+        """Metric rows of ``candidates`` ``[(method, sample, image)]`` against ``gt``."""
+        psnr, ssim = image_metrics(torch.stack([c[2] for c in candidates]), gt[None])
+        return [{"key": key, "index": index, "task": task, "method": m, "sample": s,
+                 "psnr": p, "ssim": q, **counted.get(m, {}), **extra.get((m, s), {})}
+                for (m, s, _), p, q in zip(candidates, psnr, ssim)]
+
     def write_sample(self, pred: dict, j: int) -> None:
+        """Finish sample ``j`` of a batch: baseline rows plus every (task, method) record, then
+        ``metrics/KEY.json`` (the "done" marker). Records a resumed run did not recompute feed
+        the data-set metrics from their files."""
         key, index = pred["key"][j], int(pred["index"][j])
         skey = io.sanitize_key(key)
         gt = None if pred["image"] is None else pred["image"][j]
-        if gt is not None:
-            self._write_png(self.path("ground_truth", f"{skey}.png"), gt)
         rows = []
         for task, res in pred["tasks"].items():
             pinv = None if res["pinv"] is None else res["pinv"][j]
-            shown = self.layout["display"][task]
-            if shown is not None:
-                self._write_png(self.path(task, "measurement", f"{skey}.png"),
-                                res["y"][j] if shown == "y" else pinv)
-            candidates = []  # (method, sample, image)
-            if pinv is not None:
-                self._write_png(self.path(task, PINV, f"{skey}.png"), pinv)
-                candidates.append((PINV, 0, pinv))
-            extra = {}  # (method, sample) -> LPIPS, consistency, calibration
-            for method, xs in res["recon"].items():
-                xs = xs[j]
-                extra.update(self.evaluation.row_values(
-                    task, method, xs, gt, res["y"][j], index, self.layout["tasks"][task], self.layout["seed"]))
-                if len(xs) > 1:
-                    self._write_png(self.path(task, method, f"{skey}_std.png"), std_image(xs))
-                images = list(xs) + ([xs.mean(0)] if len(xs) > 1 else [])
-                labels = list(range(len(xs))) + (["mean"] if len(xs) > 1 else [])
-                for name, img, label in zip(self.recon_names(skey), images, labels):
-                    self._write_png(self.path(task, method, name), img)
-                    candidates.append((method, label, img))
-            if gt is not None and candidates:
-                psnr, ssim = image_metrics(torch.stack([c[2] for c in candidates]), gt[None])
-                counted = res.get("nfe", {})  # prior evaluations per posterior sample, counted
-                rows += [{"key": key, "index": index, "task": task, "method": m, "sample": s,
-                          "psnr": p, "ssim": q, **counted.get(m, {}), **extra.get((m, s), {})}
-                         for (m, s, _), p, q in zip(candidates, psnr, ssim)]
+            self._write_shared(task, skey, res["y"][j], pinv)
+            trivial = None if res.get("trivial") is None else res["trivial"][j]
+            base = [(name, 0, im) for name, im in ((PINV, pinv), (TRIVIAL, trivial)) if im is not None]
+            if gt is not None and base:
+                rows += self._rows(key, index, task, base, gt, {}, {})
+            for method in self.layout["pairs"][task]:
+                record = self.pair_record(key, task, method)
+                if not usable(record):
+                    return  # not every method has run on this sample: it stays incomplete
+                pair_rows = io.read_json(record)["rows"]
+                rows += pair_rows
+                if (key, task, method) not in self._fresh and gt is not None:
+                    self.evaluation.update_from_rows(task, method, io.read_png(
+                        self.path(task, method, self.recon_names(skey)[0])), io.read_png(
+                        self.path("ground_truth", f"{skey}.png")), index, pair_rows)
         self._write_metrics(skey, {"key": key, "index": index, "rows": rows})
 
     def _write_metrics(self, skey: str, record: dict) -> None:
@@ -246,7 +303,7 @@ class PredictionWriter(BasePredictionWriter):
     # --- end of run (rank 0) -----------------------------------------------------
     def load_rows(self) -> list[dict]:
         """All metric rows under ``metrics/`` that belong to the current (task, method) pairs."""
-        wanted = {(t, m) for t, ms in self.layout["pairs"].items() for m in ms + [PINV]}
+        wanted = {(t, m) for t, ms in self.layout["pairs"].items() for m in ms + [PINV, TRIVIAL]}
         rows = []
         for f in sorted(self.path("metrics").glob("*.json")):
             rows += [r for r in io.read_json(f)["rows"] if (r["task"], r["method"]) in wanted]
@@ -258,6 +315,7 @@ class PredictionWriter(BasePredictionWriter):
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for r in rows:
             name = ("pinv (baseline)" if r["method"] == PINV else
+                    "trivial (baseline)" if r["method"] == TRIVIAL else
                     f"{r['method']} (mean of samples)" if r["sample"] == "mean" else r["method"])
             groups[(r["task"], name)].append(r)
         out = []
@@ -269,7 +327,7 @@ class PredictionWriter(BasePredictionWriter):
             for k in ("nfe", "nfe_backward"):     # counted per sample, averaged over the images
                 if all(r.get(k) is not None for r in rs):
                     out[-1][k] = sum(float(r[k]) for r in rs) / len(rs)
-        order = lambda s: (s["task"], not s["method"].startswith("pinv"), s["method"])  # noqa: E731
+        order = lambda s: (s["task"], not s["method"].endswith("(baseline)"), s["method"])  # noqa: E731
         return sorted(out, key=order)
 
     def output_folders(self) -> list[Path]:
@@ -277,6 +335,7 @@ class PredictionWriter(BasePredictionWriter):
         folders = [self.root] + [self.path(d) for d in ("ground_truth", "metrics", "figures")]
         for task, methods in self.layout["pairs"].items():
             folders += [self.path(task, d) for d in ("measurement", PINV, *methods)]
+            folders += [self.path("metrics", "pairs", task, m) for m in methods]
         return folders
 
     def finalize(self, results: Optional[dict] = None) -> None:
@@ -291,7 +350,8 @@ class PredictionWriter(BasePredictionWriter):
         for s in self.summary:  # data-set LPIPS / FID / KID / consistency / calibration
             s.update((results or {}).get((s["task"], s["method"]), {}))
         io.write_json(self.path("summary.json"), {
-            **counted_nfe(self.summary), "missing_weights": self.evaluation.missing,
+            **counted_nfe(self.summary), "best_baseline": self.best_baseline(),
+            "missing_weights": self.evaluation.missing,
             "skipped_samples": read_skipped(self.root / "skipped"),
             "evaluation": self.evaluation.describe(),
             "summary": self.summary, "num_images": len({r["key"] for r in rows}),
@@ -305,12 +365,20 @@ class PredictionWriter(BasePredictionWriter):
                 c for c in ("lpips", "fid", "kid_mean", "consistency", "coverage90", "mse_ratio")
                 if any(c in s for s in self.summary))
             print(f"\nPosterior sampling summary ({self.root}):\n" + io.markdown_table(self.summary, cols))
+            best = self.best_baseline()
+            if best:
+                print("best baseline per task (to beat): " + ", ".join(
+                    f"{t} {b['method']} {b['psnr']:.2f} dB" for t, b in sorted(best.items())))
             skipped = read_skipped(self.root / "skipped")
             if skipped:
                 print(f"WARNING: {len(skipped)} damaged samples skipped (listed in summary.json)")
             for s in self.summary:
                 if s["nan"]:
                     print(f"WARNING: {s['method']} on {s['task']}: {s['nan']} outputs are NaN (diverged)")
+
+    def best_baseline(self) -> dict:
+        """Per task, the better of the pseudo-inverse and the trivial estimate (mean PSNR)."""
+        return best_baselines(self.summary, {"pinv (baseline)": PINV, "trivial (baseline)": TRIVIAL})
 
     def write_figure(self, task: str) -> Optional[Path]:
         """Grid for ``task`` from the written PNGs (first ``figure_images`` keys in name order)."""
@@ -331,15 +399,22 @@ class PredictionWriter(BasePredictionWriter):
         rows = [FigureRow("ground truth", [load("ground_truth", n) for n in names])]
         if shown is not None:
             label = "measurement" if shown == "y" else "measurement\n(shown as pinv)"
-            rows.append(FigureRow(label, [load(task, "measurement", n) for n in names]))
+            caps = [self._caption(metrics.get((k, TRIVIAL))) for k in skeys]
+            if any(caps):  # the trivial estimate is the measurement read as an image (grey: colorize)
+                label, caps = label + "\n= trivial estimate", [c and f"{c} (trivial)" for c in caps]
+            rows.append(FigureRow(label, [load(task, "measurement", n) for n in names], caps))
         methods = ([PINV] if self.layout["has_pinv"][task] else []) + self.layout["pairs"][task]
         for m in methods:
             first = [self.recon_names(k)[0] if m != PINV else f"{k}.png" for k in skeys]
             caps = [self._caption(metrics.get((k, m))) for k in skeys]
             rows.append(FigureRow("pseudo-inverse" if m == PINV else m,
                                   [load(task, m, f) for f in first], caps))
+            if m != PINV and self.layout["num_samples"] > 1:  # posterior mean, per-pixel spread
+                rows.append(FigureRow(f"{m}\nposterior mean", [load(task, m, f"{k}_mean.png") for k in skeys],
+                                      [self._caption(metrics.get((k, m, "mean"))) for k in skeys]))
+                rows.append(FigureRow(f"{m}\n2 x std", [load(task, m, f"{k}_std.png") for k in skeys]))
         png = image_grid(rows, [k if len(k) <= 18 else k[:17] + "…" for k in skeys],
-                         title=f"task: {task}" + (" (one of several posterior samples)"
+                         title=f"task: {task}" + (" (per method: one posterior sample, the mean, 2 x std)"
                                                   if self.layout["num_samples"] > 1 else ""))
         return io.write_bytes(self.path("figures", f"{task}.png"), png)
 
@@ -351,6 +426,8 @@ class PredictionWriter(BasePredictionWriter):
                 for r in io.read_json(p)["rows"]:
                     if r["task"] == task and r["sample"] in (0, "0"):
                         out[(k, r["method"])] = r
+                    elif r["task"] == task and r["sample"] == "mean":
+                        out[(k, r["method"], "mean")] = r
         return out
 
     @staticmethod
