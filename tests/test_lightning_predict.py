@@ -301,11 +301,12 @@ class Watching(Unconditional):
 
     def __init__(self, num_steps: int = 2, root=None, fail_at: int = -1):
         super().__init__(num_steps)
-        self.root, self.fail_at, self.calls, self.seen = root, fail_at, 0, []
+        # _fail_at: private, so the run binding (which skips "_" attributes) sees one setting
+        self.root, self._fail_at, self.calls, self.seen = root, fail_at, 0, []
 
     def sample(self, prior, operator, y, rng, noise=None):
         self.calls += 1
-        if self.calls == self.fail_at:
+        if self.calls == self._fail_at:
             raise RuntimeError("interrupted")
         self.seen.append({p.relative_to(self.root).as_posix() for p in self.root.rglob("*.png")}
                          | {p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json")})

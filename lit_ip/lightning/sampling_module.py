@@ -241,8 +241,12 @@ class PosteriorSamplingModule(LightningModule):
             with torch.no_grad():
                 y = task.noise.sample(op(image), self._rng(indices, "measurement"))
         with torch.no_grad():
-            pinv = measurement_pseudo_inverse(op, y)
-            trivial = trivial_estimate(op, y, self.prior.image_shape)
+            try:
+                pinv = measurement_pseudo_inverse(op, y)
+                trivial = trivial_estimate(op, y, self.prior.image_shape)
+            except ValueError as e:
+                raise ValueError(f"task {tname!r}, keys {keys[:3]}: measurement y of shape {tuple(y.shape[1:])} "
+                                 f"does not fit the operator: {e}") from e
         n = self.num_samples
         recon, nfe, done_rows = {}, {}, {}
         for mname in self.pairs[tname]:

@@ -270,6 +270,8 @@ class PredictionWriter(BasePredictionWriter):
         key, index = pred["key"][j], int(pred["index"][j])
         skey = io.sanitize_key(key)
         gt = None if pred["image"] is None else pred["image"][j]
+        if gt is not None:  # (again: a damaged copy was removed while its pairs were kept)
+            self._write_png(self.path("ground_truth", f"{skey}.png"), gt)
         rows = []
         for task, res in pred["tasks"].items():
             pinv = None if res["pinv"] is None else res["pinv"][j]

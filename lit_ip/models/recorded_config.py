@@ -38,8 +38,8 @@ def metadata(record: dict) -> dict[str, str]:
 
 def read_record(weights: Path) -> Optional[dict]:
     """The record stored in a safetensors file (None if absent or not safetensors)."""
-    if Path(weights).suffix != ".safetensors":
-        return None
+    if Path(weights).suffix != ".safetensors" or not Path(weights).is_file():
+        return None   # a missing file is reported by the loader
     from safetensors import safe_open
 
     try:

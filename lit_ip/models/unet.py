@@ -95,9 +95,9 @@ def load_unet_dir(directory: Union[str, os.PathLike]):
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
         raise CheckpointError(f"{d / CONFIG_FILE} describes a {cls_name}; only UNet2DModel is supported")
-    recorded_config.check(d / WEIGHTS_FILE, "unet", recorded_config.unet_fields(config), d / CONFIG_FILE)
     unet = UNet2DModel.from_config(config)
-    load_checkpoint(unet, d / WEIGHTS_FILE)
+    load_checkpoint(unet, d / WEIGHTS_FILE)  # first: a config that changes shapes lists them
+    recorded_config.check(d / WEIGHTS_FILE, "unet", recorded_config.unet_fields(config), d / CONFIG_FILE)
     return unet.eval()
 
 
