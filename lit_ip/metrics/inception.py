@@ -197,7 +197,8 @@ class InceptionV3Features(nn.Module):
             if missing or unexpected:
                 raise ValueError(f"{weights}: not an FID Inception-v3 weight file (missing {sorted(missing)[:5]}, "
                                  f"unexpected {sorted(unexpected)[:5]})")
-            self.load_state_dict(state, strict=False)
+            own = self.state_dict()  # files without BatchNorm counters keep ours; then load strictly
+            self.load_state_dict({**{k: own[k] for k in optional - set(state)}, **state})
         self.eval().requires_grad_(False)
 
     @torch.no_grad()
