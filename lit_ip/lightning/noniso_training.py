@@ -57,14 +57,9 @@ class NonIsotropicTraining(DiffusionTraining):
         target = (lo + (hi - lo) * images - c_skip * x_n) / c_out
         return (out - target).pow(2).flatten(1).mean(1)
 
-    def training_step(self, batch, batch_idx):
-        images = batch["image"]
-        if self.image_shape is None:
-            self.image_shape = tuple(images.shape[1:])
+    def batch_loss(self, images):
         sigma = self.noise.sample_maps(images.shape[0], images.shape[1:]).to(images.device)
-        loss = self.noniso_loss(self.network, images, sigma, torch.randn_like(images)).mean()
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
-        return loss
+        return self.noniso_loss(self.network, images, sigma, torch.randn_like(images)).mean()
 
     def validation_step(self, batch, batch_idx):
         """Held-out loss of the EMA network over ``val_levels`` fixed draws of maps and noise."""

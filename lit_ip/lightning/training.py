@@ -143,12 +143,16 @@ class DiffusionTraining(LightningModule):
         out = net(a * x0 + b * eps, (t * self.time_scale).to(images))
         return (out - target).pow(2).flatten(1).mean(1)
 
+    def batch_loss(self, images: Tensor) -> Tensor:
+        """The training loss of one batch (fresh times and noise)."""
+        t = self.sample_times(images.shape[0]).to(images.device)
+        return self.loss(self.network, images, t, self.noise_like(images)).mean()
+
     def training_step(self, batch, batch_idx):
         images = batch["image"]
         if self.image_shape is None:
             self.image_shape = tuple(images.shape[1:])
-        t = self.sample_times(images.shape[0]).to(images.device)
-        loss = self.loss(self.network, images, t, self.noise_like(images)).mean()
+        loss = self.batch_loss(images)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 

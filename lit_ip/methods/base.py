@@ -178,7 +178,8 @@ class StepState:
     """What the hooks of :class:`GuidedMethod` see at one step from ``t`` to ``t_next``."""
 
     x: Tensor          # current state x_t (requires grad when the method needs it)
-    x0: Tensor         # unconditional Tweedie estimate E[x0 | x_t] (differentiable w.r.t. x)
+    x0: Optional[Tensor]  # unconditional Tweedie estimate E[x0 | x_t] (differentiable w.r.t. x;
+                          # None when the method sets uses_prior_estimate = False)
     t: Tensor          # current time
     t_next: Any        # next time (None = the clean end)
     a: Tensor          # path coefficients at t
@@ -202,6 +203,9 @@ class GuidedMethod(Method):
         x_next = post_step(x_next, s, p)
 
     and a pair whose ``t_next`` is noisier than ``t`` is a :meth:`renoise` move (no network call).
+    A method whose :meth:`estimate` does not start from ``x0_hat`` (it calls another denoiser, e.g.
+    the exact non-isotropic one) sets ``uses_prior_estimate = False``: ``s.x0`` is then None and the
+    prior is not called for it.
     Replacing ``x0_hat`` by ``x0_c = x0_hat + (b^2 / a) s_y`` is exactly replacing the prior score by
     the posterior score ``score + s_y`` (Tweedie), which is how methods that estimate
     ``s_y = grad log p(y | x_t)`` enter the loop.
@@ -212,6 +216,8 @@ class GuidedMethod(Method):
         schedule: the time grid (None = the paper's).
     """
 
+    #: whether the loop computes ``x0_hat = prior.denoise(x_t, t)`` for the hooks (``s.x0``)
+    uses_prior_estimate: bool = True
     #: whether the hooks differentiate through the prior (vector-Jacobian product)
     needs_grad: bool = False
 
@@ -279,7 +285,8 @@ class GuidedMethod(Method):
                 continue
             with torch.enable_grad() if self.needs_grad else torch.no_grad():
                 x_in = x.detach().requires_grad_(self.needs_grad)
-                s = StepState(x_in, prior.denoise(x_in, t), t, t_next, a, b, a_n, b_n,
+                x0 = prior.denoise(x_in, t) if self.uses_prior_estimate else None
+                s = StepState(x_in, x0, t, t_next, a, b, a_n, b_n,
                               self.noise_std(a, b, a_n, b_n), index)
                 x0_c = self.estimate(s, p)
                 shift = self.guidance(s, p)

@@ -62,6 +62,7 @@ class ExactInpainting(GuidedMethod):
 
     requires = ("svd",)
     gaussian_noise = True
+    uses_prior_estimate = False                 # the estimate is D(m, s), not x0_hat: one call per step
 
     def __init__(self, num_steps: int = 1000, eta: float = 1.0, sigma_max: Optional[float] = None,
                  schedule: Optional[Schedule] = None):
@@ -86,6 +87,9 @@ class ExactInpainting(GuidedMethod):
         level_y = torch.where(sp.measured, sigma_y / sp.s.clamp_min(1e-30), torch.zeros_like(sp.s))
         return dict(basis=basis, ybar=sp.ybar, measured=sp.measured.to(sp.s), level_y=level_y, cap=float(cap))
 
+    def estimate(self, s, p: Problem) -> Tensor:
+        return self.posterior_mean(s.x, s.a, s.b, p)
+
     def posterior_mean(self, x: Tensor, a: Tensor, b: Tensor, p: Problem) -> Tensor:
         """``E[x0 | x_t, y] = D(m, s)`` (Eqs. 9-10)."""
         e = p.state
@@ -98,27 +102,3 @@ class ExactInpainting(GuidedMethod):
         if e["basis"] is not None:
             return denoise_map(p.prior, p.operator.v(m), s, basis=e["basis"])
         return denoise_map(p.prior, p.operator.v(m), p.operator.v(s.expand_as(m)))
-
-    def sample(self, prior, operator, y, rng, noise=None):
-        p = self.setup(prior, operator, y, noise)
-        p.state.update(self.prepare(p))
-        pairs = self.pairs(prior)
-        x = prior.init_noise(y.shape[0], rng, pairs[0][0]).to(y.device)
-        for t, t_next in pairs:
-            a, b = prior.coefficients(t, x)
-            a_n, b_n = prior.coefficients(t_next, x)
-            if t_next is not None and float(t_next) > float(t):
-                x = self.renoise(x, a, b, a_n, b_n, p, rng)
-                continue
-            with torch.no_grad():
-                x0 = self.posterior_mean(x, a, b, p)
-                c = self.noise_std(a, b, a_n, b_n)
-                x = self.step(x, x0, _Step(a, b, a_n, b_n, c), p, rng)
-        return x.detach()
-
-
-class _Step:
-    """The coefficients :meth:`GuidedMethod.step` reads (no prior ``x0_hat`` is computed here)."""
-
-    def __init__(self, a, b, a_next, b_next, c):
-        self.a, self.b, self.a_next, self.b_next, self.c = a, b, a_next, b_next, c
