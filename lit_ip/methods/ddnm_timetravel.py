@@ -13,7 +13,7 @@ re-harmonised with the range space (:class:`~lit_ip.sampling.schedules.Resamplin
 as RePaint). The paper's Algorithm 3 also has a travel interval ``s``; here every ``jump``-th step
 is a travel point (interval = length). Units: none to convert.
 
-Real images (shipped settings ``configs/method/DDNMTimeTravel.yaml``, chosen on 4 training crops
+Real images (shipped settings ``configs/method/ddnm_time_travel.yaml``, chosen on 4 training crops
 with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise
 29.11, sr_4x 24.77, inpaint_70 22.03, inpaint_box 27.77, deblur 28.02, colorize 21.97. It does not
 beat the best trivial estimate on: colorize 21.97 vs grey 25.30. Why: colorization: the sampled

@@ -15,7 +15,7 @@ operator's exact proximal step instead (closed form for SVD operators): then DDS
 proximal step with a constant weight. Units: ``rho`` is scale-free (both terms scale alike from
 [-1, 1] to [0, 1] images).
 
-Real images (shipped settings ``configs/method/DDS.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/dds.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.53, sr_4x
 23.83, inpaint_70 21.30, inpaint_box 25.78, deblur 26.64, colorize 17.61. It does not beat the best
 trivial estimate on: colorize 17.61 vs grey 25.30. Why: colorization; denoising beats y by only 0.03
@@ -40,7 +40,7 @@ class DDS(GuidedMethod):
         rho: weight of ``||x - x0_hat||^2`` (``1 / gamma``; 0 = projection-like).
         cg_iters: CG iterations ``M`` (a few in the paper); None = the exact proximal step.
 
-    Defaults are ours; shipped settings: ``configs/method/DDS.yaml``.
+    Defaults are ours; shipped settings: ``configs/method/dds.yaml``.
     """
 
     requires = ("linear",)

@@ -16,7 +16,7 @@ normalised onto the sphere. Only the paper's spherical update is implemented (no
 step (``c = 0``) the update is the plain DDIM step. Units: the sphere radius is in the state's
 own units; ``w`` is scale-free.
 
-Real images (shipped settings ``configs/method/DSG.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/dsg.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 29.46, sr_4x
 24.98, inpaint_70 27.50, inpaint_box 27.82, deblur 26.29, colorize 11.18. It does not beat the best
 trivial estimate on: colorize 11.18 vs grey 25.30. Why: colorization (the spherical step follows the

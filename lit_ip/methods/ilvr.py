@@ -18,7 +18,7 @@ The paper refines only on a "conditioning range" of the noisiest steps (``cond_f
 paper's ``t >= 0`` = 1.0 is the default). It is a method for noiseless references: measurement
 noise is copied into the range of ``A^+`` (scaled by ``a'``).
 
-Real images (shipped settings ``configs/method/ILVR.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/ilvr.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 27.59, sr_4x
 24.41, inpaint_70 21.87, inpaint_box 25.93, deblur 24.92, colorize 16.61. It does not beat the best
 trivial estimate on: deblur 24.92 vs measurement 25.80; colorize 16.61 vs grey 25.30. Why: the

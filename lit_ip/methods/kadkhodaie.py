@@ -22,7 +22,7 @@ and sets the number of iterations; ``num_steps`` caps it (the ``schedule`` argum
 of level ``sigma_k`` (VE coordinates: ``x_t = a u``). Units: images in [0, 1] as the paper;
 ``sigma`` in [0, 1] units.
 
-Real images (shipped settings ``configs/method/KadkhodaieSimoncelli.yaml``, chosen on 4 training
+Real images (shipped settings ``configs/method/kadkhodaie_simoncelli.yaml``, chosen on 4 training
 crops with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise
 20.38, sr_4x 23.52, inpaint_70 25.45, inpaint_box 25.96, deblur 19.84, colorize 22.84. It does not
 beat the best trivial estimate on: denoise 20.38 vs measurement 20.50; sr_4x 23.52 vs pinv 23.66;

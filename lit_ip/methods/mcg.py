@@ -15,7 +15,7 @@ measurement set diffused to ``t_next`` (Eq. 15), in our notation (``x_t = a x0 +
 ``A^+``). The projection copies measurement noise into the range of ``A^+`` (Algorithm 1 is written for
 noiseless data); ``project=False`` drops it, which leaves DPS. Units: ``zeta`` as DPS's, in [0, 1] images (the code's ``[-1, 1]`` step halves).
 
-Real images (shipped settings ``configs/method/MCG.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/mcg.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.50, sr_4x
 23.14, inpaint_70 26.17, inpaint_box 26.96, deblur 19.86, colorize 15.43. It does not beat the best
 trivial estimate on: denoise 20.50 vs measurement 20.50; sr_4x 23.14 vs pinv 23.66; deblur 19.86 vs

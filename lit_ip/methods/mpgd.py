@@ -15,7 +15,7 @@ noise model (the squared residual is unweighted). Units: ``||y - A x||^2`` is 4 
 [0, 1] images and its gradient in ``x`` 2 times smaller, so the paper's step on [-1, 1] images is
 ``lr = 2 c`` here.
 
-Real images (shipped settings ``configs/method/MPGD.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/mpgd.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.50, sr_4x
 11.47, inpaint_70 16.30, inpaint_box 24.81, deblur 26.97, colorize 16.17. It does not beat the best
 trivial estimate on: denoise 20.50 vs measurement 20.50; sr_4x 11.47 vs pinv 23.66; colorize 16.17

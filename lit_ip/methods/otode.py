@@ -19,7 +19,7 @@ time range (on a flow, ``t``; the paper's ``t0`` in its data-at-1 convention is 
 The formulas are path-generic (``a, b``) and run on VP priors too; the paper's setting is the flow.
 Units: none to convert (the path carries them; ``r_t`` uses the prior's [0, 1] data variance).
 
-Real images (shipped settings ``configs/method/OTODE.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/otode.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 28.78, sr_4x
 24.24, inpaint_70 22.03, inpaint_box 24.67, deblur 28.60, colorize 18.20. It does not beat the best
 trivial estimate on: colorize 18.20 vs grey 25.30. Why: colorization; on VP priors it needs

@@ -14,7 +14,7 @@ for inpainting (``A^+ = A^T``, a mask). RePaint is ILVR plus the resampling sche
 masks are noiseless (measurement noise is copied into the known pixels, scaled by ``a'``).
 Units: none to convert (the path carries them).
 
-Real images (shipped settings ``configs/method/RePaint.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/repaint.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.50, sr_4x
 23.88, inpaint_70 22.07, inpaint_box 26.02, deblur 20.18, colorize 24.23. It does not beat the best
 trivial estimate on: denoise 20.50 vs measurement 20.50; deblur 20.18 vs measurement 25.80; colorize

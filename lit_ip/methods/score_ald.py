@@ -19,7 +19,7 @@ annealed parameter; proportional to the level here). Units: ``sigma`` in [0, 1] 
 the paper), so it keeps that level's noise ``sigma_L``: it shows on noiseless problems with
 ``sigma_y < sigma_L`` (``benchmarks/exact_posterior_breadth.md``, sigma_y = 1e-3: cov 79-475 on vp). The paper's MRI operator is complex; here any real linear operator.
 
-Real images (shipped settings ``configs/method/ScoreALD.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/score_ald.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 26.70, sr_4x
 13.48, inpaint_70 16.36, inpaint_box 22.05, deblur 22.63, colorize 19.47. It does not beat the best
 trivial estimate on: sr_4x 13.48 vs pinv 23.66; deblur 22.63 vs measurement 25.80; colorize 19.47 vs

@@ -18,7 +18,7 @@ solvers; here the step is the path's DDPM/DDIM step (``eta``). A method for nois
 in ``y`` is copied into the range of ``A^T``. Units: nothing is rescaled (the noise ``b' e`` is in
 the prior's [0, 1] units through ``b'``).
 
-Real images (shipped settings ``configs/method/ScoreSDE.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/score_sde.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.50, sr_4x
 18.28, inpaint_70 22.98, inpaint_box 25.91, deblur 27.47, colorize 17.75. It does not beat the best
 trivial estimate on: denoise 20.50 vs measurement 20.50; sr_4x 18.28 vs pinv 23.66; colorize 17.75

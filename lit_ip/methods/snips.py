@@ -21,7 +21,7 @@ paper's ``|.|`` denominator vanishes there). The paper starts the measured coord
 and levels as :class:`~lit_ip.methods.score_ald.ScoreALD`. Needs an operator with an SVD and
 Gaussian noise (refused otherwise).
 
-Real images (shipped settings ``configs/method/SNIPS.yaml``, chosen on 4 training crops with the
+Real images (shipped settings ``configs/method/snips.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 27.03, sr_4x
 19.50, inpaint_70 16.58, inpaint_box 22.13, deblur 25.77, colorize 20.91. It does not beat the best
 trivial estimate on: sr_4x 19.50 vs pinv 23.66; deblur 25.77 vs measurement 25.80; colorize 20.91 vs
