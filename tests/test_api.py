@@ -13,7 +13,7 @@ from lit_ip.lightning.writer import image_metrics
 from lit_ip.methods import DDRM, DPS, PiGDM
 from lit_ip.operators import AveragePoolSR, GaussianNoise, RandomInpainting
 from lit_ip.priors.synthetic import RandomGaussianPrior
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 
 SHAPE = (1, 8, 8)
 

@@ -17,7 +17,7 @@ from lit_ip.models.adm_blocks import AttentionBlock, timestep_embedding
 from lit_ip.models.checkpoints import CheckpointError, load_checkpoint, read_state_dict, save_state_dict
 from lit_ip.operators.identity import Identity
 from lit_ip.priors.loaders import ADMPrior, DiffusersPrior
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 
 #: tiny versions of the presets: same structure (levels, attention placement, heads by width)
 TINY = {

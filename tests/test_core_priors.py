@@ -9,7 +9,7 @@ from lit_ip.operators.dense import DenseMatrixOperator
 from lit_ip.priors import parameterization as P
 from lit_ip.priors.analytic import EmpiricalPrior, GaussianMixturePrior, GaussianPrior
 from lit_ip.priors.paths import RectifiedFlowPath, VEPath, VPPath, path_from_config
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 from lit_ip.sampling.schedules import UniformTime
 
 PATHS = [VPPath(), VPPath(schedule="cosine"), VEPath(), RectifiedFlowPath()]

@@ -54,12 +54,11 @@ def test_datamodules_live_in_the_lightning_layer():
 
 
 def test_operators_and_methods_take_randomness_from_lit_ip_rng():
-    """Nothing in lit_ip imports the ``lit_ip.sampling.rng`` alias, and methods never seed their
-    own generators (their randomness is the ``rng`` argument, a per-sample ``SampleRNG``)."""
-    alias = re.compile(r"sampling\.rng|from\s+\.+sampling\s+import\s+rng|from\s+\.\s+import\s+rng")
-    users = [str(p.relative_to(LIT_IP)) for p in sorted(LIT_IP.rglob("*.py"))
-             if p.name != "rng.py" and alias.search(p.read_text())]
-    assert users == [], f"modules using the lit_ip.sampling.rng alias instead of lit_ip.rng: {users}"
+    """Per-sample randomness lives in one module, ``lit_ip.rng`` (no second copy or alias), and
+    methods never seed their own generators (their randomness is the ``rng`` argument, a
+    per-sample ``SampleRNG``)."""
+    copies = [str(p.relative_to(LIT_IP)) for p in sorted(LIT_IP.rglob("rng.py"))]
+    assert copies == ["rng.py"], f"randomness modules besides lit_ip/rng.py: {copies}"
     seeding = re.compile(r"torch\.Generator\(|manual_seed\(|np\.random\.")
     own = [str(p.relative_to(LIT_IP)) for p in _sources("methods") if seeding.search(p.read_text())]
     assert own == [], f"methods seeding their own generators: {own}"

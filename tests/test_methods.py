@@ -15,7 +15,7 @@ from lit_ip.operators.inpainting import RandomInpainting
 from lit_ip.operators.noise import GaussianNoise, PoissonNoise
 from lit_ip.priors.analytic import GaussianPrior
 from lit_ip.priors.paths import RectifiedFlowPath, VPPath
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 
 SHAPE, D = (1, 4, 4), 16
 F64 = torch.float64

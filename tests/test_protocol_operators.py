@@ -19,7 +19,7 @@ from lit_ip.operators.phase_retrieval import PhaseRetrieval
 from lit_ip.operators.protocol import DPSGaussianBlur, KernelBlur, MotionBlur, motion_kernel, truncated_gaussian
 from lit_ip.operators.quantize import Quantize
 from lit_ip.operators.resize import BicubicSR
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from lit_ip.methods.spectral import Spectrum
 from lit_ip.operators.dense import DenseMatrixOperator
 from lit_ip.operators.noise import GaussianNoise
 from lit_ip.priors.analytic import GaussianPrior
-from lit_ip.sampling.rng import SampleRNG
+from lit_ip.rng import SampleRNG
 
 
 def _problem(n=256, d=16):
