@@ -80,11 +80,6 @@ class NonIsotropicTraining(DiffusionTraining):
                                         self.image_shape, self.data_range, self.sigma_data, self.clip_x0)
 
     def export_prior(self, directory, extra: Optional[dict] = None):
-        unet = getattr(self.ema_network, "unet", None)
-        if unet is None or not hasattr(unet, "config"):
-            raise TypeError(f"export needs a diffusers UNet network (DiffusersUNet); got "
-                            f"{type(self.ema_network).__name__}")
-        if self.image_shape is None:
-            raise ValueError("image_shape is unknown (no batch seen); pass image_shape")
+        unet = self.exportable_unet()
         return save_noniso_prior_dir(directory, unet, self.noise, self.path, self.data_range,
                                      self.image_shape, self.sigma_data, self.clip_x0, extra)

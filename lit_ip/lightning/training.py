@@ -226,14 +226,19 @@ class DiffusionTraining(LightningModule):
         return NetworkPrior(self.ema_network if ema else self.network, self.path, self.prediction,
                             self.image_shape, self.data_range, self.time_scale, clip_x0=self.clip_x0)
 
-    def export_prior(self, directory, extra: Optional[dict] = None) -> Path:
-        """Write the EMA network as a prior directory (our format)."""
+    def exportable_unet(self):
+        """The EMA network's diffusers UNet, once the image shape is known (else a clear error)."""
         unet = getattr(self.ema_network, "unet", None)
         if unet is None or not hasattr(unet, "config"):
             raise TypeError(f"export needs a diffusers UNet network (DiffusersUNet); got "
                             f"{type(self.ema_network).__name__}")
         if self.image_shape is None:
             raise ValueError("image_shape is unknown (no batch seen); pass image_shape")
+        return unet
+
+    def export_prior(self, directory, extra: Optional[dict] = None) -> Path:
+        """Write the EMA network as a prior directory (our format)."""
+        unet = self.exportable_unet()
         return save_prior_dir(directory, unet, self.path, self.prediction, self.data_range,
                               self.image_shape, self.time_scale, self.clip_x0, extra)
 
