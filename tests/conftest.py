@@ -62,15 +62,16 @@ def load_config(path: Path = TOY_CONFIG) -> dict:
 
 
 def small_toy_config(dst: Path, tasks, methods, num_steps: int = 8, num_samples: int = 1,
-                     items: int = 6, batch_size: int = 4, source_wrapper=None) -> Path:
+                     items: int = 6, batch_size: int = 4, source_wrapper=None, extra_methods=None) -> Path:
     """A cut-down copy of the toy config (chosen tasks and methods, fewer steps), written to ``dst``.
 
-    ``source_wrapper(spec) -> spec`` may wrap the data-source spec (e.g. in ``JournaledSource``).
+    ``source_wrapper(spec) -> spec`` may wrap the data-source spec (e.g. in ``JournaledSource``);
+    ``extra_methods`` (name -> spec) adds methods the toy config does not list.
     """
     cfg = load_config()
     model = cfg["model"]["init_args"]
     model["tasks"] = {k: model["tasks"][k] for k in tasks}
-    model["methods"] = {k: model["methods"][k] for k in methods}
+    model["methods"] = {**{k: model["methods"][k] for k in methods}, **(extra_methods or {})}
     for spec in model["methods"].values():
         spec.setdefault("init_args", {})["num_steps"] = num_steps
     model["num_samples"] = num_samples

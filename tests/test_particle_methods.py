@@ -1,5 +1,6 @@
-"""Particle methods (MCGdiff, TDS): exactness on Gaussian-mixture posteriors of the Cardoso et al.
-benchmark (arXiv:2308.07983), results independent of the particle chunk size, the noiseless case,
+"""Particle methods (MCGdiff, SMCDiff, FPS(-SMC), TDS): exactness on Gaussian-mixture posteriors of the
+Cardoso et al. benchmark (arXiv:2308.07983) and its approach with the particle count, results
+independent of the particle chunk size, network calls bounded by the chunk, the noiseless case,
 and TDS's convergence on 2-D mixtures with a dense random operator."""
 import pytest
 import torch
@@ -54,12 +55,62 @@ def test_mcgdiff_noiseless_samples_fit_the_measurement():
     torch.testing.assert_close(problem.operator(x), problem.batch(16), rtol=0, atol=1e-6)  # s is float32
 
 
-@pytest.mark.parametrize("cls", [MCGdiff, TDS, FPSSMC, SMCDiff])
+def _spectral_variance(x, problem):
+    """Variance of the draws ``x`` and of the exact posterior along each right singular vector."""
+    V = problem.operator.vt(torch.eye(problem.dim, dtype=F64).view(problem.dim, 1, 1, -1)).reshape(problem.dim, -1)
+    z = problem.operator.vt(x).reshape(x.shape[0], -1)
+    return z.var(0), torch.diag(V.T @ problem.posterior.cov_matrix() @ V)
+
+
+def test_mcgdiff_measured_coordinate_has_the_posterior_variance():
+    """sigma_y = 0.01 s_max puts the observation level lambda = 0.01 just below the VP grid's last
+    level b/a = 0.0100005. The earlier last step divided by a potential of variance ~1e-8 there
+    (infinite-variance weights) and its measured coordinate had variance 4e-8 against the exact
+    1e-4 (ratio 4e-4 at 20-100 steps, 16-64 particles); now 0.92 (300 draws: relative standard
+    error 0.08; at 20 steps it needs 64 particles: 1.65 with 16, 1.02 with 64)."""
+    problem = cardoso_problem(8, 1, 0)
+    got, exact = _spectral_variance(draws(MCGdiff(num_steps=50, num_particles=16), problem, 300), problem)
+    ratio = float(got[0] / exact[0])
+    assert 0.6 < ratio < 1.5, (ratio, float(got[0]), float(exact[0]))
+
+
+def test_mcgdiff_mode_error_falls_with_the_particle_count_to_the_floor():
+    """Asymptotic exactness: the posterior's main mode has prior weight 0.037 (the second 0.078), so
+    few particles follow the prior's proportions. Measured (200 draws, floor 0.036): 8 particles
+    0.56, 64 particles 0.19, 256 particles 0.06."""
+    problem = cardoso_problem(20, 2, 0)
+    few = run_method(MCGdiff(num_steps=40, num_particles=8), problem, 100)["mode_tv"]
+    many = run_method(MCGdiff(num_steps=40, num_particles=256), problem, 100)["mode_tv"]
+    fl = floor(problem, 100)["mode_tv"]
+    assert many < few - 0.2, (few, many, fl)
+    assert many < fl + 0.1, (few, many, fl)
+
+
+PARTICLE_CLASSES = [MCGdiff, TDS, FPSSMC, SMCDiff, FPS]
+
+
+def _build(cls, chunk, n=6):
+    return cls(num_steps=8, particle_chunk=chunk) if cls is FPS else cls(num_steps=8, num_particles=n,
+                                                                          particle_chunk=chunk)
+
+
+@pytest.mark.parametrize("cls", PARTICLE_CLASSES)
 def test_particle_results_do_not_depend_on_the_chunk_size(cls):
     problem = cardoso_problem(8, 2, 0)
-    outs = [draws(cls(num_steps=8, num_particles=6, particle_chunk=c), problem, 3) for c in (None, 4, 1)]
+    outs = [draws(_build(cls, c), problem, 3) for c in (None, 4, 1)]
     for o in outs[1:]:
         torch.testing.assert_close(o, outs[0], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cls", PARTICLE_CLASSES)
+def test_particle_methods_never_call_the_network_on_more_than_the_chunk(cls, monkeypatch):
+    """Working memory bounded by the chunk: every prior call (forward, and TDS's backward through it)
+    sees at most ``particle_chunk`` images, for 3 measurements x 6 particles."""
+    problem = cardoso_problem(8, 2, 0)
+    seen, denoise = [], problem.prior.denoise
+    monkeypatch.setattr(problem.prior, "denoise", lambda x, t, *a, **k: (seen.append(x.shape[0]), denoise(x, t, *a, **k))[1])
+    draws(_build(cls, 4), problem, 3)
+    assert seen and max(seen) <= 4, seen
 
 
 def test_sliced_wasserstein_and_mode_error_are_metrics():

@@ -1,4 +1,4 @@
-"""Helpers shared by the particle methods (MCGdiff, FPS-SMC, TDS): per-measurement particle
+"""Helpers shared by the particle methods (MCGdiff, SMCDiff, FPS-SMC, TDS): per-measurement particle
 randomness, prior calls in chunks of particles, and resampling.
 
 Particles are stored sample-major: rows ``i*N .. i*N+N-1`` of a ``(B * N, ...)`` tensor are the
@@ -6,6 +6,15 @@ Particles are stored sample-major: rows ``i*N .. i*N+N-1`` of a ``(B * N, ...)``
 generator, so results do not depend on the batch. Only the prior calls are chunked
 (``particle_chunk`` rows at a time); the random draws are made for all particles at once, so
 results do not depend on the chunk size either.
+
+Memory: every network call (forward, and TDS's vector-Jacobian product through it, whose autograd
+graph lives only inside its chunk) sees at most ``particle_chunk`` images, so the network's working
+memory -- activations and graphs, the bulk of it for any real network -- is that of the chunk. What
+stays ``batch x particles`` is the particle system itself: the states ``x``, their clean estimates
+and the per-coordinate spectral arrays (a few tensors of ``batch x particles x d`` numbers, no
+activations). They are kept whole because resampling draws the ``N`` particles of a measurement
+from all of its ``N`` particles; splitting them would need the weights of every chunk first, i.e.
+the same memory. ``benchmarks/particle_memory.py`` measures peak memory against the chunk size.
 """
 from __future__ import annotations
 
