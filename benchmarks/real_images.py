@@ -138,32 +138,13 @@ def _code(path: Path) -> str:
     return ast.dump(tree)
 
 
-def imported_code(own: Path) -> list[str]:
-    """The ``lit_ip`` modules ``own`` imports (relative imports, e.g. ``lit_ip/methods/particles.py``
-    for the particle methods), outside :data:`SHARED_CODE`, as repository paths."""
-    import ast
-
-    if not own.exists():
-        return []
-    pkg = own.relative_to(REPO).parent.parts
-    out = []
-    for node in ast.walk(ast.parse(own.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = pkg[:len(pkg) - node.level + 1]
-            names = [node.module] if node.module else [a.name for a in node.names]
-            for name in names:
-                path = "/".join((*base, *name.split("."))) + ".py"
-                if (REPO / path).exists() and path not in SHARED_CODE and path not in out:
-                    out.append(path)
-    return sorted(out)
-
-
 def code_digest(class_path: str) -> str:
-    """Hash of the method's module code, the shared sampling code and the other ``lit_ip`` modules
-    the method's module imports (a fix in any of them reruns the method)."""
+    """Hash of the method's module code and the shared sampling code (a fixed method reruns).
+
+    Other ``lit_ip`` modules a method imports (e.g. ``particles.py``, ``ilvr.py``) do not enter it:
+    after a behaviour change there, delete that method's results to rerun them."""
     own = REPO / (class_path.rsplit(".", 1)[0].replace(".", "/") + ".py")
-    extra = [_code(REPO / f) for f in imported_code(own)]
-    return digest(*[_code(REPO / f) for f in SHARED_CODE], _code(own), *extra)
+    return digest(*[_code(REPO / f) for f in SHARED_CODE], _code(own))
 
 
 def result_hash(pname, tspec, spec, keys, samples, seed, lpips) -> str:
