@@ -46,12 +46,14 @@ def dense_posterior_mean(prior, A, y, x_t, a, b):
     return m + cov_xw @ torch.linalg.solve(var_w, w)
 
 
+@pytest.mark.parametrize("jacobian", [True, False])
 @pytest.mark.parametrize("t", [0.9, 0.5, 0.1])
-def test_source_aware_estimate_is_the_exact_posterior_mean_for_isotropic_gaussian_data(t):
-    """For data N(m, v I) the Gaussian model is exact, so x0_c = E[x0 | x_t, y] (to float error)."""
+def test_source_aware_estimate_is_the_exact_posterior_mean_for_isotropic_gaussian_data(t, jacobian):
+    """For data N(m, v I) the Gaussian model is exact, so x0_c = E[x0 | x_t, y] (to float error), by the
+    vector-Jacobian product and by its Gaussian-model value alike."""
     prior, op, y = problem()
     A = dense_matrix(op, SHAPE)
-    method = OTODE(num_steps=10)
+    method = OTODE(num_steps=10, jacobian=jacobian)
     p = method.setup(prior, op, y, GaussianNoise(SIGMA))
     tt = torch.tensor(t, dtype=torch.float64)
     a, b = prior.coefficients(tt, y)
@@ -66,7 +68,8 @@ def test_source_aware_estimate_is_the_exact_posterior_mean_for_isotropic_gaussia
     assert (iso - ref).abs().max() > 1e-3
 
 
-def test_samples_from_the_source_match_the_exact_subspace_posterior():
+@pytest.mark.parametrize("jacobian", [True, False])
+def test_samples_from_the_source_match_the_exact_subspace_posterior(jacobian):
     """From t = 1 every Euler step keeps P_perp x0 = P_perp m (lit_ip/methods/source.py), and in the
     subspace the source is N(0, I_k): the samples are exactly those of p(c | y, P_perp x0 = P_perp m),
     x0 = P_perp m + U c -- checked by whitened moments; Unconditional(eta=0) misses them. The Euler
@@ -82,7 +85,7 @@ def test_samples_from_the_source_match_the_exact_subspace_posterior():
     mean = cov @ (U.T @ m / V + B.T @ (y.flatten() - A @ perp) / SIGMA ** 2)
     n = 2000
     noise = GaussianNoise(SIGMA)
-    x = OTODE(num_steps=800, t_start=1.0).sample(prior, op, y.expand(n, *y.shape[1:]).clone(), BatchRNG(n, 1), noise)
+    x = OTODE(num_steps=800, t_start=1.0, jacobian=jacobian).sample(prior, op, y.expand(n, *y.shape[1:]).clone(), BatchRNG(n, 1), noise)
     x = x.flatten(1).double()
     assert torch.allclose(x - x @ U @ U.T, perp.expand(n, -1), atol=1e-8)
     L = torch.linalg.cholesky(cov)

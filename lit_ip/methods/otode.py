@@ -43,6 +43,13 @@ step keeps ``P_perp x0`` (outside the subspace) at ``P_perp x_init``, so ``init`
 ``"pinv"`` (``A^+ y``, the paper's) or ``"gaussian"`` (``E[x0 | y]`` of the same Gaussian model,
 ``m + v A^T (v A A^T + sigma_y^2 I)^{-1} (y - A m)``, the ``a -> 0`` limit of ``x0_c``). Noiseless
 measurements are refused there (``A C_t A^T`` has rank ``k``).
+
+``jacobian=False`` replaces ``(b^2 / a) S J^T`` by its Gaussian-model value ``C_t`` (equal when the data
+are ``N(m, v I)``): ``x0_c = x0_hat + gamma C_t A^T (A C_t A^T + sigma_y^2 I)^{-1} (y - A x0_hat)``, no
+backward pass. Why it matters for restricted sources: ``(A C_t A^T + sigma_y^2 I)^{-1}`` weights the
+residual outside ``range(A U)`` by ``1 / sigma_y^2``; ``U^T A^T`` annihilates that part exactly, but a
+network's ``J^T`` is not block-diagonal in ``(U, U_perp)`` and leaks it into the subspace
+(``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails there).
 """
 from __future__ import annotations
 
@@ -71,6 +78,7 @@ class OTODE(GuidedMethod):
         svd_cutoff: truncated ``A^+`` in the initial state for SVD operators (noisy blur); 0 = exact.
         init: the clean estimate the initial state is built from: ``"pinv"`` (the paper's) or
             ``"gaussian"`` (the Gaussian model's ``E[x0 | y]``; module docstring).
+        jacobian: the paper's vector-Jacobian product (True) or its Gaussian-model value (False).
     """
 
     requires = ("linear",)
@@ -78,9 +86,11 @@ class OTODE(GuidedMethod):
     gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, t_start: float = 0.8, gamma: float = 1.0, cg_iters: int = 50,
-                 cg_tol: float = 1e-10, svd_cutoff: float = 0.0, init: str = "pinv",
+                 cg_tol: float = 1e-10, svd_cutoff: float = 0.0, init: str = "pinv", jacobian: bool = True,
                  schedule: Optional[Schedule] = None):
         super().__init__(num_steps, 0.0, schedule)
+        self.jacobian = bool(jacobian)
+        self.needs_grad = self.jacobian
         if init not in INITS:
             raise ValueError(f"OTODE init must be one of {INITS}, got {init!r}")
         self.init = init
@@ -140,6 +150,9 @@ class OTODE(GuidedMethod):
         op, src = p.operator, source_of(p.prior)
         r2 = tweedie_variance(p.prior.data_var, s.a, s.b)
         w = likelihood_solve(op, src, p.y - op(x0), r2, p.sigma ** 2, self.cg_iters, self.cg_tol)
+        if not self.jacobian:                       # (b^2 / a) S J^T -> C_t = r_t^2 S
+            g = op.adjoint(w)
+            return x0 + self.gamma * r2 * (g if src is None else project(src, g))
         s_y = vjp(s.x0, s.x, op.adjoint(w))
         if src is not None:
             s_y = project(src, s_y)
