@@ -34,7 +34,7 @@ Measured causes (``benchmarks/noniso_speckle.md``, 70% random inpainting): *not*
 (eta 0: 22.48 / 19.39), not the network's level floor (noiseless data given as sigma_y = 0.001: 20.12),
 and not states off the training distribution: along the trajectory the standardised residual
 ``(u - D(m, s)) / sigma`` of the visited states matches that of fresh-noise states ``x0 + sigma n`` at
-every level (e.g. 0.807 vs 0.780 at sigma 0.21, noiseless). The denoiser is accurate at the truth
+every level (e.g. 0.807 vs 0.779 at sigma 0.21, noiseless). The denoiser is accurate at the truth
 (fresh-map missing-pixel MSE 0.0006 at sigma 0.04), but the noiseless trajectories move away from the
 truth between sigma ~0.7 and ~0.2 (visited missing-pixel MSE 0.0083 -> 0.0140; 0.0090 -> 0.0079 with
 sigma_y 0.025): the error is made in the content chosen at mid levels, which is what the network's
