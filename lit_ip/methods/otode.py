@@ -39,7 +39,8 @@ Gaussian model change with the source covariance ``S = U U^T`` (Gaussian data ``
 which is exactly ``E[x0 | x_t, y]`` when the data are ``N(m, v I)`` (J then gives
 ``(b^2 / a) U U^T J = C_t``; tested in tests/test_source_methods.py) and reduces to the isotropic
 formulas at ``U U^T = I``. The initial state is ``a x_init + b x1`` with ``x1`` from the source. Every
-step keeps ``P_perp x0`` (outside the subspace) at ``P_perp x_init``, so ``init`` matters here:
+step keeps ``P_perp x0`` (outside the subspace) at ``P_perp x_init`` (from the pure source, ``t_start = 1``:
+at the first estimate, the data mean), so ``init`` matters here:
 ``"pinv"`` (``A^+ y``, the paper's) or ``"gaussian"`` (``E[x0 | y]`` of the same Gaussian model,
 ``m + v A^T (v A A^T + sigma_y^2 I)^{-1} (y - A m)``, the ``a -> 0`` limit of ``x0_c``). Noiseless
 measurements are refused there (``A C_t A^T`` has rank ``k``).
@@ -48,8 +49,9 @@ measurements are refused there (``A C_t A^T`` has rank ``k``).
 are ``N(m, v I)``): ``x0_c = x0_hat + gamma C_t A^T (A C_t A^T + sigma_y^2 I)^{-1} (y - A x0_hat)``, no
 backward pass. Why it matters for restricted sources: ``(A C_t A^T + sigma_y^2 I)^{-1}`` weights the
 residual outside ``range(A U)`` by ``1 / sigma_y^2``; ``U^T A^T`` annihilates that part exactly, but a
-network's ``J^T`` is not block-diagonal in ``(U, U_perp)`` and leaks it into the subspace
-(``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails there).
+network's ``J^T`` need not be block-diagonal in ``(U, U_perp)`` and can leak it into the subspace
+(``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails on restricted priors,
+6.3-6.5 dB inpainting, the Jacobian-free one reaches 20.7-22.8 dB).
 """
 from __future__ import annotations
 
