@@ -198,14 +198,15 @@ on both sources (none tuned, 8 faces x one sample: differences below ~0.5 dB are
 above), as the exact velocity predicts (`lit_ip/methods/source.py`: every Euler step keeps the
 out-of-subspace part of `x0` at its initial value): the "smoother" samples are, to 95-98% of their
 variance, PCA-subspace images. (2) From the pure source the Jacobian form *fails* on restricted priors
-(6.3-6.5 dB inpainting; denoising no better than the noisy input): the residual outside `range(A U)` is
+(6.1-6.5 dB inpainting; denoising no better than the noisy input): the residual outside `range(A U)` is
 weighted by `1 / sigma_y^2`; `U^T A^T` annihilates it, but the network's Jacobian leaks it into the
 subspace. The Jacobian-free form does not leak but is capped by the subspace ceiling (the output
 cannot leave `mu + span(U_k)`). (3) Started from the Gaussian-model estimate at t = 0.8 the
 out-of-subspace part comes from the measurement and the restricted source is on par with the full
-source at n = 25 and ahead at n = 80 for inpainting (22.7 vs 20.8 dB); on denoising the two are within
-0.4 dB. Where it does not help: denoising at any n, anything at n = 25, and any start from the pure
-source with the Jacobian form; where it helps (inpainting at n = 80) the gain is of the order of the
+source at n = 25 and ahead for inpainting at n = 50 and 80 (21.3 / 22.7 vs 20.8 / 20.8 dB; the
+Jacobian-free form from the pure source 22.1 / 22.8); on denoising the two are within 0.4 dB. Where it
+does not help: denoising at any n, anything at n = 25, and any start from the pure source with the
+Jacobian form; where it helps (inpainting at n >= 50) the gain is of the order of the
 gap between the subspace ceiling (24.1 dB) and the full source's result, i.e. it comes from the PCA
 subspace of the training faces being a good prior for the missing pixels."""
 

@@ -51,7 +51,7 @@ backward pass. Why it matters for restricted sources: ``(A C_t A^T + sigma_y^2 I
 residual outside ``range(A U)`` by ``1 / sigma_y^2``; ``U^T A^T`` annihilates that part exactly, but a
 network's ``J^T`` need not be block-diagonal in ``(U, U_perp)`` and can leak it into the subspace
 (``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails on restricted priors,
-6.3-6.5 dB inpainting, the Jacobian-free one reaches 20.7-22.8 dB).
+6.1-6.5 dB inpainting, the Jacobian-free one reaches 20.7-22.8 dB).
 """
 from __future__ import annotations
 
