@@ -232,6 +232,14 @@ def test_fit_with_a_restricted_source_exports_and_samples_in_the_subspace(tmp_pa
     assert float((r - r @ prior.source_model.basis @ prior.source_model.basis.T).abs().max()) < 1e-4
     x = sample_prior(prior, 2, num_steps=3, seed=0)
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
+    from lit_ip.methods import OTODE, PiGDM
+    from lit_ip.operators.identity import Identity
+    from lit_ip.operators.noise import GaussianNoise
+    y, op, noise = torch.rand(2, 1, 8, 8), Identity((1, 8, 8)), GaussianNoise(0.1)
+    with pytest.raises(ValueError, match="restricted Gaussian source"):          # isotropic-noise formulas
+        PiGDM(num_steps=2).sample(prior, op, y, SampleRNG.for_indices(range(2)), noise)
+    x = OTODE(num_steps=3).sample(prior, op, y, SampleRNG.for_indices(range(2)), noise)
+    assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
     ckpt = next((tmp_path / "run").rglob("*.ckpt"))
     again = main(["fit", "--config", str(f), "--trainer.max_steps", "5", "--ckpt_path", str(ckpt)])
     assert torch.equal(again.model.source.basis.cpu(), cli.model.source.basis.cpu())

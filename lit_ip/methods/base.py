@@ -41,6 +41,7 @@ from ..priors.base import Prior
 from ..sampling.schedules import Schedule, UniformTime
 from ..sampling.steps import bridge_std, ddim_step
 from .likelihood import DataFit, data_fit
+from .source import check_source
 from .spectral import Spectrum, gaussian_sigma
 
 #: operator properties a method can require, with how to test them
@@ -137,9 +138,15 @@ class Method:
         methods, e.g. DAPS's tau); None = the noise model's own data fit."""
         return None
 
+    def accepts_source(self, prior: Prior) -> bool:
+        """Whether this method's formulas hold on a prior with a restricted (non-``N(0, I)``) source
+        (:mod:`lit_ip.methods.source`); default: no, the prior is refused."""
+        return False
+
     def setup(self, prior: Prior, operator: Operator, y: Tensor, noise: Optional[NoiseModel]) -> Problem:
         """Checks and the :class:`Problem` every method starts from."""
         noise = GaussianNoise(0.0) if noise is None else noise
+        check_source(self, prior)
         self.check_inputs(prior, operator, y, noise)
         fit = data_fit(noise, operator, y, self.likelihood_sigma())
         p = Problem(prior, operator, y, noise, fit, self.name)
@@ -308,3 +315,8 @@ class Unconditional(GuidedMethod):
     Ho et al. 2020 (arXiv:2006.11239); Song et al. 2021, DDIM (arXiv:2010.02502); Liu et al. 2023,
     rectified flow (arXiv:2209.03003).
     """
+
+    def accepts_source(self, prior):
+        """With ``eta = 0`` the step uses only ``E[x1 | x_t] = (x_t - a x0_hat) / b``, valid for any source;
+        ``eta > 0`` adds isotropic fresh noise, wrong for a restricted one."""
+        return self.eta == 0

@@ -27,16 +27,46 @@ trivial estimate on: colorize 18.20 vs grey 25.30. Why: colorization; on VP prio
 of the network's Jacobian fails: 13.5 dB on denoising). On the rectified-flow prior natural_rf (4
 training crops, 30 steps, t_start 0.8): denoising 27.5 dB vs 20.5, SR 23.4 vs pinv 23.7 (not
 beaten).
+
+**Restricted sources** (priors from ``SubspaceFlowTraining``; derivation in :mod:`lit_ip.methods.source`).
+The ODE step needs only ``E[x1 | x_t]``, so it holds for any source; Tweedie's formula and PiGDM's
+Gaussian model change with the source covariance ``S = U U^T`` (Gaussian data ``N(m, v I)``):
+
+    C_t  = r_t^2 U U^T                        (Cov[x0 | x_t]; 0 outside the subspace for a > 0)
+    s_y  = J^T A^T (A C_t A^T + sigma_y^2 I)^{-1} (y - A x0_hat),
+    x0_c = x0_hat + gamma (b^2 / a) U U^T s_y,
+
+which is exactly ``E[x0 | x_t, y]`` when the data are ``N(m, v I)`` (J then gives
+``(b^2 / a) U U^T J = C_t``; tested in tests/test_source_methods.py) and reduces to the isotropic
+formulas at ``U U^T = I``. The initial state is ``a x_init + b x1`` with ``x1`` from the source. Every
+step keeps ``P_perp x0`` (outside the subspace) at ``P_perp x_init`` (from the pure source, ``t_start = 1``:
+at the first estimate, the data mean), so ``init`` matters here:
+``"pinv"`` (``A^+ y``, the paper's) or ``"gaussian"`` (``E[x0 | y]`` of the same Gaussian model,
+``m + v A^T (v A A^T + sigma_y^2 I)^{-1} (y - A m)``, the ``a -> 0`` limit of ``x0_c``). Noiseless
+measurements are refused there (``A C_t A^T`` has rank ``k``).
+
+``jacobian=False`` replaces ``(b^2 / a) S J^T`` by its Gaussian-model value ``C_t`` (equal when the data
+are ``N(m, v I)``): ``x0_c = x0_hat + gamma C_t A^T (A C_t A^T + sigma_y^2 I)^{-1} (y - A x0_hat)``, no
+backward pass. Why it matters for restricted sources: ``(A C_t A^T + sigma_y^2 I)^{-1}`` weights the
+residual outside ``range(A U)`` by ``1 / sigma_y^2``; ``U^T A^T`` annihilates that part exactly, but a
+network's ``J^T`` need not be block-diagonal in ``(U, U_perp)`` and can leak it into the subspace
+(``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails on restricted priors,
+6.1-6.5 dB inpainting, the Jacobian-free one reaches 20.7-22.8 dB).
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from ..sampling.schedules import Schedule
 from .base import GuidedMethod
 from .ilvr import check_cutoff, pinv, require_svd_for_cutoff
 from .pigdm import tweedie_variance
+from .source import likelihood_solve, project, source_of
 from .spectral import vjp
+
+INITS = ("pinv", "gaussian")
 
 
 class OTODE(GuidedMethod):
@@ -48,6 +78,9 @@ class OTODE(GuidedMethod):
         gamma: constant guidance weight (1 = exact conversion of ``s_y``).
         cg_iters, cg_tol: conjugate gradients for operators without an SVD.
         svd_cutoff: truncated ``A^+`` in the initial state for SVD operators (noisy blur); 0 = exact.
+        init: the clean estimate the initial state is built from: ``"pinv"`` (the paper's) or
+            ``"gaussian"`` (the Gaussian model's ``E[x0 | y]``; module docstring).
+        jacobian: the paper's vector-Jacobian product (True) or its Gaussian-model value (False).
     """
 
     requires = ("linear",)
@@ -55,13 +88,33 @@ class OTODE(GuidedMethod):
     gaussian_noise = True
 
     def __init__(self, num_steps: int = 100, t_start: float = 0.8, gamma: float = 1.0, cg_iters: int = 50,
-                 cg_tol: float = 1e-10, svd_cutoff: float = 0.0, schedule: Optional[Schedule] = None):
+                 cg_tol: float = 1e-10, svd_cutoff: float = 0.0, init: str = "pinv", jacobian: bool = True,
+                 schedule: Optional[Schedule] = None):
         super().__init__(num_steps, 0.0, schedule)
+        self.jacobian = bool(jacobian)
+        self.needs_grad = self.jacobian
+        if init not in INITS:
+            raise ValueError(f"OTODE init must be one of {INITS}, got {init!r}")
+        self.init = init
         if not 0 < float(t_start) <= 1 or not float(gamma) >= 0:
             raise ValueError(f"OTODE needs 0 < t_start <= 1 and gamma >= 0, got {t_start}, {gamma}")
         self.t_start, self.gamma = float(t_start), float(gamma)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
         self.svd_cutoff = check_cutoff(svd_cutoff)
+
+    def accepts_source(self, prior):
+        return True
+
+    def check_inputs(self, prior, operator, y, noise):
+        super().check_inputs(prior, operator, y, noise)
+        if source_of(prior) is not None and self.gamma > 0 and not self.gaussian_sigma_of(noise) > 0:
+            raise ValueError("OTODE on a prior with a restricted source needs sigma_y > 0 (A C_t A^T has rank k, "
+                             "so a noiseless measurement has no finite Gaussian-model likelihood score)")
+
+    @staticmethod
+    def gaussian_sigma_of(noise):
+        from .spectral import gaussian_sigma
+        return gaussian_sigma(noise, "OTODE")
 
     def check_operator(self, operator):
         super().check_operator(operator)
@@ -74,17 +127,35 @@ class OTODE(GuidedMethod):
 
     def initial_state(self, p, t0, rng):
         a, b = p.prior.coefficients(t0, p.y)
-        z = rng.randn((p.y.shape[0], *p.prior.image_shape)).to(p.y)
+        src = source_of(p.prior)
+        if src is None:
+            noise = b * rng.randn((p.y.shape[0], *p.prior.image_shape)).to(p.y)
+        else:                                   # b x1 with x1 from the source
+            noise = p.prior.init_noise(p.y.shape[0], rng, t0).to(p.y) - a * p.prior.data_mean
         if float(a) == 0:
-            return p.prior.data_mean * a + b * z
-        return a * pinv(p, p.y, self.svd_cutoff) + b * z
+            return p.prior.data_mean * a + noise
+        return a * self.initial_estimate(p) + noise
+
+    def initial_estimate(self, p):
+        """``x_init``: ``A^+ y`` or the Gaussian model's ``E[x0 | y]`` (``init``)."""
+        if self.init == "pinv":
+            return pinv(p, p.y, self.svd_cutoff)
+        op, m, v = p.operator, p.prior.data_mean, p.prior.data_var
+        x_m = torch.full((p.y.shape[0], *p.prior.image_shape), m, dtype=p.y.dtype, device=p.y.device)
+        w = op.gram_solve(p.y - op(x_m), v, p.sigma ** 2, self.cg_iters, self.cg_tol)
+        return x_m + v * op.adjoint(w)
 
     def estimate(self, s, p):
         x0 = s.x0.detach()
         if not self.informative(p.prior, s.t) or self.gamma == 0:
             return x0
-        op = p.operator
+        op, src = p.operator, source_of(p.prior)
         r2 = tweedie_variance(p.prior.data_var, s.a, s.b)
-        w = op.gram_solve(p.y - op(x0), r2, p.sigma ** 2, self.cg_iters, self.cg_tol)
+        w = likelihood_solve(op, src, p.y - op(x0), r2, p.sigma ** 2, self.cg_iters, self.cg_tol)
+        if not self.jacobian:                       # (b^2 / a) S J^T -> C_t = r_t^2 S
+            g = op.adjoint(w)
+            return x0 + self.gamma * r2 * (g if src is None else project(src, g))
         s_y = vjp(s.x0, s.x, op.adjoint(w))
+        if src is not None:
+            s_y = project(src, s_y)
         return x0 + self.gamma * (s.b ** 2 / s.a) * s_y

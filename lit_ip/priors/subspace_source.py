@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from .base import Prior
 from .pretrained import PretrainedPrior, resolve_prior_dir
 
 SOURCE_FILE = "source.safetensors"
@@ -135,4 +136,34 @@ class SubspaceFlowPrior(PretrainedPrior):
         self.source_model = SubspaceGaussianSource.load(resolve_prior_dir(path_or_name), self.image_shape)
 
     def init_noise(self, batch_size: int, rng, t_start=None) -> Tensor:
+        return init_noise_from(self, self.source_model, batch_size, rng, t_start)
+
+
+class SubspaceSourceGaussian(Prior):
+    """Analytic check of restricted-source flows: data ``N(mean, cov)`` (dense, [0, 1] units) on the path
+    ``x_t = a x0 + b x1`` with ``x1`` from ``source``; ``x_t | x0 ~ N(a x0 + b mu, b^2 U U^T)``, so
+
+        E[x0 | x_t] = mean + a cov (a^2 cov + b^2 U U^T)^{-1} (x_t - a mean - b mu)     (mean at a = 0).
+
+    ``data_var`` (the Gaussian model of OTODE / PiGDM) defaults to the mean of ``diag(cov)``.
+    """
+
+    def __init__(self, mean: Tensor, cov: Tensor, source: SubspaceGaussianSource, path, data_var=None):
+        cov = torch.as_tensor(cov, dtype=torch.float64)
+        super().__init__(path, source.image_shape, data_mean=float(torch.as_tensor(mean).mean()),
+                         data_var=float(cov.diagonal().mean()) if data_var is None else float(data_var))
+        self.mean = torch.as_tensor(mean, dtype=torch.float64).flatten()
+        self.cov, self.source_model = cov, source
+
+    def denoise(self, x_t, t):
+        a, b = (c.double() for c in self.path.coefficients(torch.as_tensor(t)))
+        x = x_t.flatten(1).double()
+        if float(a) == 0:
+            return self.mean.to(x).expand_as(x).view_as(x_t).to(x_t)
+        U, mu = self.source_model.basis.double(), self.source_model.mean.double()
+        K = a ** 2 * self.cov + b ** 2 * U @ U.T
+        r = x - a * self.mean - b * mu
+        return (self.mean + a * torch.linalg.solve(K, r.T).T @ self.cov).view_as(x_t).to(x_t)
+
+    def init_noise(self, batch_size, rng, t_start=None):
         return init_noise_from(self, self.source_model, batch_size, rng, t_start)
