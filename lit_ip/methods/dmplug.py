@@ -45,9 +45,13 @@ Measured on training crops (natural_ddpm, the 4 crops and tasks of benchmarks/sw
   backward passes) are not affordable on CPU here. ES-WMV picks no better iterate (earlier sweep:
   18.0 / 10.8 / 15.6 / 17.7 / 10.7 / 8.0 on the six tasks at lr 0.02).
 
-At the budgets run here (50 iterations on all six tasks: sr_4x 11.3, deblur 11.2, colorize 8.1,
-benchmarks/sweep_methods.md; up to 200 on sr_4x and denoise) DMPlug does not beat the trivial estimate
-on sr_4x, deblur or colorize; on denoise it does from ~150 iterations at lr 0.02.
+Shipped (configs/method/dmplug.yaml, chosen by benchmarks/sweep_methods.py on the training crops):
+the paper's lr 5e-3, 300 iterations (the paper: 5000), the last iterate: denoise 22.54 (y 20.3),
+sr_4x 17.06 (pinv 22.2), inpaint 21.88 / 22.16 (pinv 7.1 / 12.8), deblur 17.42 (y 25.1), colorize
+13.03 (grey 24.4) -- beats the trivial estimate on denoising and inpainting, not on sr_4x, deblur or
+colorize (the previous lr 0.02, 50 iterations: 18.0 / 11.3 / 15.7 / 17.8 / 11.2 / 8.1). Still
+rising at 300 on sr_4x; whether the paper's 5000 iterations close the gap is not established
+(~1 h of CPU per task for 4 crops here).
 """
 from __future__ import annotations
 
