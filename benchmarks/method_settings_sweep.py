@@ -38,9 +38,13 @@ CANDIDATES = {
                                                    dict(num_steps=12, jump=4, repeats=3, svd_cutoff=0.05)]),
     "MCG": ("lit_ip.methods.mcg.MCG", [dict(num_steps=30, zeta=ZETA, svd_cutoff=0.05) for ZETA in (0.5, 2.0)]),
     "DDS": ("lit_ip.methods.dds.DDS", [dict(num_steps=30, rho=0.02), dict(num_steps=30, rho=0.05, eta=1.0)]),
-    "MPGD": ("lit_ip.methods.mpgd.MPGD", [dict(num_steps=30, lr=0.1), dict(num_steps=30, lr=0.25)]),
+    # round 3: the step normalised by ||A||^2 (round 2: lr 0.1 / 0.25 unnormalised)
+    "MPGD": ("lit_ip.methods.mpgd.MPGD", [dict(num_steps=30, lr=0.25, normalize=True),
+                                          dict(num_steps=30, lr=0.5, normalize=True)]),
     "DSG": ("lit_ip.methods.dsg.DSG", [dict(num_steps=30, w=0.5), dict(num_steps=30, w=0.8)]),
-    "ScoreSDE": ("lit_ip.methods.score_sde.ScoreSDE", [dict(num_steps=30, lam=1.0, eta=0.85), dict(num_steps=30, lam=2.0)]),
+    # round 3: the step normalised by ||A||^2 (round 2: lam 1.0 eta 0.85 / lam 2.0 unnormalised)
+    "ScoreSDE": ("lit_ip.methods.score_sde.ScoreSDE", [dict(num_steps=30, lam=1.0, normalize=True),
+                                                      dict(num_steps=30, lam=0.5, normalize=True)]),
     "ScoreALD": ("lit_ip.methods.score_ald.ScoreALD", [dict(num_steps=10, langevin_steps=3, delta=0.5, schedule=LOGSNR_1),
                                                        dict(num_steps=15, langevin_steps=2, delta=0.7, schedule=LOGSNR_1)]),
     "SNIPS": ("lit_ip.methods.snips.SNIPS", [dict(num_steps=10, langevin_steps=3, delta=0.5, schedule=LOGSNR_1),

@@ -75,7 +75,8 @@ METHODS = {
                         [dict(covariance="full", cg_iters=5), dict(covariance="full", cg_iters=1),
                          dict(covariance="row_sum", cg_iters=5)]),
     "diffpir": ("lit_ip.methods.diffpir.DiffPIR", dict(num_steps=25), grid(lam=[7.0, 28.0], zeta=[0.3, 1.0])),
-    "dpsw": ("lit_ip.methods.dpsw.DPSw", dict(num_steps=25), grid(w_scale=[1.0, 3.0])),
+    "dpsw": ("lit_ip.methods.dpsw.DPSw", dict(num_steps=25), [dict(w_scale=1.0), dict(w_scale=3.0)]     # with the paper's dimension correction (n / m)
+             + grid(w_scale=[1.0, 3.0, 16.0], dim_correction=[False])),
     "reddiff": ("lit_ip.methods.reddiff.REDDiff", dict(num_steps=50),
                 [dict(weighting="paper", lam=0.25), dict(weighting="paper", lam=25.0),
                  dict(weighting="code", lam=0.25), dict(weighting="code", lam=1.0),
@@ -84,7 +85,8 @@ METHODS = {
              grid(lr=[2.5e-5, 1e-4], tau=[0.01, 0.05])),
     "tds": ("lit_ip.methods.smc.TDS", dict(num_steps=25, num_particles=4), grid(twist=["pigdm", "tweedie"])),
     "dmplug": ("lit_ip.methods.dmplug.DMPlug", dict(num_steps=3, iterations=50),
-               [dict(lr=2e-2, select="es-wmv"), dict(lr=2e-2, select="last")]),
+               [dict(lr=2e-2, select="es-wmv"), dict(lr=2e-2, select="last"),
+                dict(lr=5e-3, iterations=300, select="last")]),
 }
 OPTIMISERS = {"reddiff", "dmplug"}      # single output, no posterior mean
 #: choices made against the rule, with why (shown in the report)

@@ -93,6 +93,19 @@ def test_ddnm_plus_refuses_deterministic_steps_on_noisy_data():
         DDNMPlus(5, eta=0.0).sample(gaussian_prior(), op, measurements(op, range(2)), rng(range(2)), GaussianNoise(0.05))
 
 
+def test_ddnm_warns_on_noisy_data_and_ddnm_plus_does_not():
+    """DDNM is the noiseless method (Eq. 13): noisy y is accepted but named; DDNM+ is the noisy one."""
+    import warnings
+    op = dense_operator()
+    y = measurements(op, range(2))
+    with pytest.warns(UserWarning, match="DDNM is the noiseless method.*DDNMPlus"):
+        DDNM(3).sample(gaussian_prior(), op, y, rng(range(2)), GaussianNoise(0.05))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DDNM(3).sample(gaussian_prior(), op, y, rng(range(2)), GaussianNoise(0.0))
+        DDNMPlus(3).sample(gaussian_prior(), op, y, rng(range(2)), GaussianNoise(0.05))
+
+
 @pytest.mark.parametrize("kwargs", [dict(num_steps=0), dict(eta=1.5)])
 def test_bad_hyperparameters_are_refused(kwargs):
     for factory in (DPS, PiGDM, DMPS, DDRM, DDNM, DDNMPlus, MomentMatching):

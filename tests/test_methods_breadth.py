@@ -19,7 +19,7 @@ import torch
 
 from lit_ip.evaluation import exact_cases as C
 from lit_ip.methods import (DDS, DSG, ILVR, MCG, OTODE, SNIPS, DDNMPlus, DDNMTimeTravel,
-                            KadkhodaieSimoncelli, RePaint, ScoreSDE)
+                            MPGD, KadkhodaieSimoncelli, RePaint, ScoreSDE)
 from lit_ip.operators.base import LinearOperator
 from lit_ip.operators.inpainting import MaskInpainting
 from lit_ip.operators.noise import GaussianNoise, PoissonNoise
@@ -241,3 +241,19 @@ def test_shipped_method_configs_build_their_method():
         assert list(methods) == [f.stem], f
         method = parser.instantiate(parser.parse_object({"method": methods[f.stem]})).method
         assert type(method) in {case.cls for case in METHODS.values()}, f   # a registered method
+
+
+@pytest.mark.parametrize("make", [lambda n: ScoreSDE(20, normalize=n), lambda n: MPGD(20, lr=0.5, normalize=n)],
+                         ids=["ScoreSDE", "MPGD"])
+def test_normalised_step_projects_for_average_pooling(make):
+    """normalize=True divides the step by ||A||^2: for 2x pooling (A A^T = I / 4) the last step is the
+    exact projection onto A x = y, as it is for a mask; unnormalised it moves a quarter of the way."""
+    from lit_ip.operators.resize import AveragePoolSR
+    prior, _, _, _, x = _mask_problem()
+    op = AveragePoolSR(2, (1, 4, 4))
+    y = op(x)
+    fit = {}
+    for n in (True, False):
+        out = make(n).sample(prior, op, y, SampleRNG.for_indices(range(3), dtype=torch.float64), GaussianNoise(0.0))
+        fit[n] = float((op(out) - y).abs().max())
+    assert fit[True] < 1e-10 < 1e-3 < fit[False]

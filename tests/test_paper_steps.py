@@ -348,3 +348,20 @@ def test_tds_default_twist_is_the_pigdm_gaussian():
     """The default twist is PiGDM's Gaussian (the paper's p(y | x0_hat) diverges on dense operators
     with few particles: see the TDS docstring); the paper's stays available as twist='tweedie'."""
     assert TDS().twist == "pigdm" and TDS(twist="tweedie").twist == "tweedie"
+
+
+def test_dpsw_reference_is_the_upsampled_measurement_and_the_grey_image():
+    """App. B.3.2 / B.3.4: the reference task denoises a copy of x0 in image units, not A^T y
+    (for 4x average pooling A^T y is the image / 16; for colorization the luma tinted by w)."""
+    from lit_ip.methods.dpsw import reference_measurement
+    from lit_ip.operators.colorization import Colorization
+    g = torch.rand(2, 1, 8, 8, dtype=F64)
+    grey = g.expand(-1, 3, -1, -1)                       # w^T grey = g: a noiseless grey image
+    col = Colorization(in_shape=[3, 8, 8])
+    ref, s = reference_measurement(col, col(grey.float()).to(F64), 0.1)
+    torch.testing.assert_close(ref, grey)
+    assert abs(s - 0.1) < 1e-12                          # luma weights sum to 1
+    blocks = torch.rand(2, 3, 2, 2, dtype=F64).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    sr = AveragePoolSR(4, [3, 8, 8])
+    ref, s = reference_measurement(sr, sr(blocks.float()).to(F64), 0.1)
+    torch.testing.assert_close(ref, blocks, rtol=1e-6, atol=1e-6)

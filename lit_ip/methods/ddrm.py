@@ -17,8 +17,9 @@ initialisation from ``y_bar`` (the difference vanishes as ``sigma_T`` grows).
 Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
 settings of configs/method/ddrm.yaml, 25 steps, posterior mean of 4 samples, PSNR dB): beats the
 trivial estimate on denoise (29.6 vs 20.3), sr_4x (24.2 vs 22.2), inpainting (23.7 / 28.2 vs 7.1 /
-12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image, cause not
-established).
+12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image, 4 samples;
+the prior's over-saturated colours and too few samples: the mean of 8 gives 24.05, one sample 16.3,
+benchmarks/colorization.md).
 """
 from __future__ import annotations
 

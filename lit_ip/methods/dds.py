@@ -18,7 +18,8 @@ proximal step with a constant weight. Units: ``rho`` is scale-free (both terms s
 Real images (shipped settings ``configs/method/dds.yaml``, chosen on 4 training crops with the
 natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.53, sr_4x
 23.83, inpaint_70 21.30, inpaint_box 25.78, deblur 26.64, colorize 17.61. It does not beat the best
-trivial estimate on: colorize 17.61 vs grey 25.30. Why: colorization; denoising beats y by only 0.03
+trivial estimate on: colorize 17.61 vs grey 25.30. Why: colour comes from an over-saturated prior and one
+sample has the crop's plus the sample's chroma error (benchmarks/colorization.md); denoising beats y by only 0.03
 dB (``rho = 0.05`` trusts the noisy y).
 """
 from __future__ import annotations

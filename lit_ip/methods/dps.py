@@ -16,7 +16,7 @@ Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training c
 settings of configs/method/dps.yaml, 30 steps, posterior mean of 4 samples, PSNR dB): beats the
 trivial estimate on denoise (28.2 vs 20.3), sr_4x (23.2 vs 22.2, less than the standard error),
 inpainting and deblurring (27.1 vs 25.1 for y), not on colorization (15.6 vs 24.4 for the luminance
-image; cause not established). Every
+image; the prior samples colours 2.2x as saturated as the crops', benchmarks/colorization.md). Every
 registry method loses to the luminance image on these crops except DiffPIR (24.3, a tie).
 """
 from __future__ import annotations

@@ -31,8 +31,9 @@ native units, and the OT-ODE choice of Pokle et al. 2023 on rectified flow).
 Measured on real images (benchmarks/sweep_methods.md: natural_ddpm, 4 training crops, shipped
 settings of configs/method/pigdm.yaml, 25 steps, posterior mean of 4 samples, PSNR dB): beats the
 trivial estimate on denoise (29.4 vs 20.3), sr_4x (24.3 vs 22.2), inpainting (25.2 / 29.4 vs 7.1 /
-12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image; cause not
-established, every registry method but DiffPIR loses there). natural_rf, one sample (score form):
+12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image, 4 samples;
+the prior's over-saturated colours and too few samples: the mean of 8 gives 24.75 vs 24.41,
+benchmarks/colorization.md). natural_rf, one sample (score form):
 sr_4x 20.3 vs 22.2 and colorization 15.1 lose.
 """
 from __future__ import annotations

@@ -18,13 +18,16 @@ solvers; here the step is the path's DDPM/DDIM step (``eta``). A method for nois
 in ``y`` is copied into the range of ``A^T``. Units: nothing is rescaled (the noise ``b' e`` is in
 the prior's [0, 1] units through ``b'``).
 
-Real images (shipped settings ``configs/method/score_sde.yaml``, chosen on 4 training crops with the
-natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): denoise 20.50, sr_4x
-18.28, inpaint_70 22.98, inpaint_box 25.91, deblur 27.47, colorize 17.75. It does not beat the best
-trivial estimate on: denoise 20.50 vs measurement 20.50; sr_4x 18.28 vs pinv 23.66; colorize 17.75
-vs grey 25.30. Why: denoising returns y itself (the identity's replacement), the ``A^T`` step under-
-projects ``A A^T = I/16`` of 4x pooling, and colour is sampled, not inferred, so grey wins on
-colorization.
+Real images (shipped settings ``configs/method/score_sde.yaml``: 30 steps, lam 0.5, ``normalize=True``,
+chosen on 4 training crops with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``):
+mean PSNR (dB): denoise 22.61, sr_4x 20.41, inpaint_70 21.77, inpaint_box 27.29, deblur 26.76,
+colorize 16.83. It does not beat the best trivial estimate on: sr_4x 20.41 vs pinv 23.66 (normalised
+lam 1, the exact replacement, gives 19.76: replacing with the *noised* measurement ``a' y + b' e``
+at 30 steps leaves the high frequencies to an unconditional prior that does not match them to y);
+colorize 16.83 vs grey 25.30 (colour is sampled from an over-saturated prior,
+benchmarks/colorization.md). Unnormalised (the paper's form) lam 1 gave denoise 20.50 (= y), sr_4x
+18.28, and lam 2 or 4 broke the other tasks (7-13 dB): one ``lam`` cannot suit ``||A||^2 = 1`` and
+``1/16`` together.
 """
 from __future__ import annotations
 
@@ -42,19 +45,32 @@ class ScoreSDE(GuidedMethod):
         num_steps: network evaluations (one per step; the paper's corrector steps are not used).
         eta: DDIM stochasticity (1 = DDPM ancestral).
         lam: step along ``A^T`` (1 = replacement when ``A A^T = I``).
+        normalize: divide the step by ``||A||^2`` (operators with an SVD): ``lam = 1`` is then the
+            replacement for every operator with equal singular values (4x average pooling has
+            ``A A^T = I / 16``: unnormalised, ``lam = 1`` moves 1/16 of the way). Not in the paper,
+            whose operators have orthonormal rows; False by default.
     """
 
     requires = ("linear",)
 
     def __init__(self, num_steps: int = 1000, eta: float = 1.0, lam: float = 1.0,
-                 schedule: Optional[Schedule] = None):
+                 normalize: bool = False, schedule: Optional[Schedule] = None):
         super().__init__(num_steps, eta, schedule)
         if not float(lam) > 0:
             raise ValueError(f"lam must be > 0, got {lam}")
-        self.lam = float(lam)
+        self.lam, self.normalize = float(lam), bool(normalize)
+
+    def check_inputs(self, prior, operator, y, noise):
+        super().check_inputs(prior, operator, y, noise)
+        if self.normalize and not operator.has_svd:
+            raise ValueError(f"ScoreSDE(normalize=True) divides its step by ||A||^2 from the SVD; "
+                             f"{operator.describe()} has none (use normalize=False)")
+
+    def prepare(self, p):
+        return dict(scale=float(p.operator.singular_values().max()) ** 2 if self.normalize else 1.0)
 
     def post_step(self, x, s, p, rng):
         target = s.a_next * p.y
         if float(s.b_next) > 0:
             target = target + s.b_next * rng.randn(p.y.shape).to(x)
-        return x + self.lam * p.operator.adjoint(target - p.operator(x))
+        return x + self.lam / p.state["scale"] * p.operator.adjoint(target - p.operator(x))

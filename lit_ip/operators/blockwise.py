@@ -70,6 +70,16 @@ class BlockRankOneOperator(SVDOperator):
         c = torch.cat([z[:, :m, None], z[:, m:].reshape(z.shape[0], m, -1)], dim=2)
         return self.from_blocks(c @ self.Q.to(z))
 
+    def replicate(self, y: Tensor) -> Tensor:
+        """The right inverse ``R y = y 1 / (1^T w)`` of each block (``A R = I``; needs ``1^T w != 0``):
+        nearest-neighbour upsampling for average pooling, the luminance repeated over the channels
+        for colorization (the reference measurements of DPS-w, Bellchambers 2025, App. B.3.2, B.3.4)."""
+        expect_shape(y, self.out_shape, type(self).__name__, "y")
+        total = float(self.w.sum())
+        if abs(total) < 1e-12 * float(self.w.abs().sum()):
+            raise ValueError(f"{type(self).__name__}: the block weights sum to 0, no replicating right inverse")
+        return self.from_blocks(y.flatten(1)[..., None].expand(-1, -1, self.w.numel()) / total)
+
     def ut(self, y: Tensor) -> Tensor:
         expect_shape(y, self.out_shape, type(self).__name__, "y")
         return y.flatten(1)
