@@ -86,6 +86,15 @@ def trivial(name, op, y, x, idx) -> tuple[str, float]:
     return best, scores[best]
 
 
+def shipped_spec(class_path: str) -> dict:
+    """The ``configs/method/*.yaml`` entry whose class is ``class_path`` (file names are snake_case)."""
+    for f in sorted((REPO / "configs" / "method").glob("*.yaml")):
+        for spec in yaml.safe_load(f.read_text())["model"]["init_args"]["methods"].values():
+            if spec["class_path"] == class_path:
+                return spec
+    raise ValueError(f"no configs/method/*.yaml ships {class_path}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(CANDIDATES))
@@ -109,7 +118,7 @@ def main(argv=None):
     for m in args.methods.split(","):
         path, settings = CANDIDATES[m]
         if args.shipped:
-            spec = yaml.safe_load((REPO / f"configs/method/{m}.yaml").read_text())["model"]["init_args"]["methods"][m]
+            spec = shipped_spec(path)
             path, settings = spec["class_path"], [spec["init_args"]]
         for s in settings:
             row, t0 = {}, time.time()

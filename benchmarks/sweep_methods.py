@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from lit_ip.api import posterior_sample, psnr_ssim, pseudo_inverse, simulate_measurement
 from lit_ip.data.bundled import NaturalCrops
@@ -263,7 +264,7 @@ def write():
         if setting is None:
             continue
         cp, fixed, _ = METHODS[name]
-        args = ", ".join(f"{k}: {json.dumps(v)}" for k, v in {**fixed, **setting}.items())
+        args = ", ".join(f"{k}: {json.dumps(v)}" for k, v in {**kept_settings(name), **fixed, **setting}.items())
         (CONFIGS / f"{name}.yaml").write_text(
             f"# {name}: shipped settings, chosen by benchmarks/sweep_methods.py on training crops\n"
             f"# (results: benchmarks/sweep_methods.md). Compose with a predict config (merged into its methods by lit_ip.compose):\n"
@@ -271,6 +272,16 @@ def write():
             "model:\n  init_args:\n    methods:\n"
             f"      {name}: {{class_path: {cp}, init_args: {{{args}}}}}\n")
     print(REPORT.read_text())
+
+
+def kept_settings(name: str) -> dict:
+    """The shipped config's settings this sweep does not vary (e.g. TDS's ``max_shift`` and
+    ``particle_chunk``): rewriting the file keeps them."""
+    path = CONFIGS / f"{name}.yaml"
+    if not path.exists():
+        return {}
+    spec = yaml.safe_load(path.read_text())["model"]["init_args"]["methods"][name]
+    return dict(spec.get("init_args") or {})
 
 
 def main():
