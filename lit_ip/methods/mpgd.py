@@ -33,6 +33,7 @@ import torch
 
 from ..sampling.schedules import Schedule
 from .base import GuidedMethod
+from .step_norm import check_normalizable, step_scale
 
 
 class MPGD(GuidedMethod):
@@ -62,13 +63,10 @@ class MPGD(GuidedMethod):
 
     def check_inputs(self, prior, operator, y, noise):
         super().check_inputs(prior, operator, y, noise)
-        if self.normalize and not operator.has_svd:
-            raise ValueError(f"MPGD(normalize=True) divides its step by ||A||^2 from the SVD; "
-                             f"{operator.describe()} has none (use normalize=False)")
+        check_normalizable(self, operator)
 
     def prepare(self, p):
-        scale = float(p.operator.singular_values().max()) ** 2 if self.normalize else 1.0
-        return dict(scale=scale)
+        return dict(scale=step_scale(self, p.operator))
 
     def estimate(self, s, p):
         x0 = s.x0.detach()

@@ -35,6 +35,7 @@ from typing import Optional
 
 from ..sampling.schedules import Schedule
 from .base import GuidedMethod
+from .step_norm import check_normalizable, step_scale
 
 
 class ScoreSDE(GuidedMethod):
@@ -62,12 +63,10 @@ class ScoreSDE(GuidedMethod):
 
     def check_inputs(self, prior, operator, y, noise):
         super().check_inputs(prior, operator, y, noise)
-        if self.normalize and not operator.has_svd:
-            raise ValueError(f"ScoreSDE(normalize=True) divides its step by ||A||^2 from the SVD; "
-                             f"{operator.describe()} has none (use normalize=False)")
+        check_normalizable(self, operator)
 
     def prepare(self, p):
-        return dict(scale=float(p.operator.singular_values().max()) ** 2 if self.normalize else 1.0)
+        return dict(scale=step_scale(self, p.operator))
 
     def post_step(self, x, s, p, rng):
         target = s.a_next * p.y
