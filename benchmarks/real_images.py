@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import importlib
 import json
@@ -132,6 +133,15 @@ def _equivalences() -> list[dict]:
     return json.loads(EQUIVALENT_CODE.read_text()) if EQUIVALENT_CODE.exists() else []
 
 
+@functools.lru_cache(maxsize=None)
+def _code_at(commit: str, rel: str) -> str:
+    """The syntax tree of ``rel`` as committed at ``commit`` (read once per run)."""
+    import subprocess
+    old = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:{rel}"],
+                         capture_output=True, text=True, check=True).stdout
+    return _syntax(old)
+
+
 def _code(path: Path) -> str:
     """A source file's syntax tree without docstrings and comments (a doc-only edit keeps results);
     an edit listed in :data:`EQUIVALENT_CODE` counts as the code it was declared equivalent to."""
@@ -141,10 +151,7 @@ def _code(path: Path) -> str:
     rel = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
     for eq in _equivalences():
         if eq["file"] == rel and eq["digest"] == digest(code):
-            import subprocess
-            old = subprocess.run(["git", "-C", str(REPO), "show", f"{eq['commit']}:{rel}"],
-                                 capture_output=True, text=True, check=True).stdout
-            return _syntax(old)
+            return _code_at(eq["commit"], rel)
     return code
 
 
