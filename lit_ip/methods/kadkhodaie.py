@@ -39,7 +39,7 @@ import torch
 
 from ..sampling.schedules import Schedule, time_at_level
 from .base import Method
-from .ilvr import check_cutoff, pinv, require_svd_for_cutoff
+from .projection import check_cutoff, pinv, require_svd_for_cutoff
 
 
 class KadkhodaieSimoncelli(Method):

@@ -11,7 +11,7 @@ measurement set diffused to ``t_next`` (Eq. 15), in our notation (``x_t = a x0 +
 
 ``alpha' / ||r|| grad ||r||^2 = 2 alpha' grad ||r||``: the gradient is DPS's
 (:class:`~lit_ip.methods.dps.DPS`, step ``zeta = 2 alpha'``), and the projection is ILVR's
-(:func:`~lit_ip.methods.ilvr.noised_projection`, the paper's ``A^T`` replacement generalised with
+(:func:`~lit_ip.methods.projection.noised_projection`, the paper's ``A^T`` replacement generalised with
 ``A^+``). The projection copies measurement noise into the range of ``A^+`` (Algorithm 1 is written for
 noiseless data); ``project=False`` drops it, which leaves DPS. Units: ``zeta`` as DPS's, in [0, 1] images (the code's ``[-1, 1]`` step halves).
 
@@ -28,7 +28,7 @@ from typing import Optional
 
 from ..sampling.schedules import Schedule
 from .dps import DPS
-from .ilvr import check_cutoff, noised_projection, require_svd_for_cutoff
+from .projection import check_cutoff, noised_projection, require_svd_for_cutoff
 
 
 class MCG(DPS):

@@ -61,7 +61,7 @@ import torch
 
 from ..sampling.schedules import Schedule
 from .base import GuidedMethod
-from .ilvr import check_cutoff, pinv, require_svd_for_cutoff
+from .projection import check_cutoff, pinv, require_svd_for_cutoff
 from .pigdm import tweedie_variance
 from .source import likelihood_solve, project, source_of
 from .spectral import vjp

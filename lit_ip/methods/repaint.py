@@ -9,7 +9,7 @@ again, ``repeats`` times in all (:class:`~lit_ip.sampling.schedules.Resampling`;
 ``jump = 10``, ``repeats = 10``, i.e. about 4,500 network evaluations).
 
 Written for any linear operator with the replacement of ILVR, ``x <- x + A^+ (a' y + b' A z - A x)``
-(:func:`~lit_ip.methods.ilvr.noised_projection`), which is the paper's masked combination exactly
+(:func:`~lit_ip.methods.projection.noised_projection`), which is the paper's masked combination exactly
 for inpainting (``A^+ = A^T``, a mask). RePaint is ILVR plus the resampling schedule; the paper's
 masks are noiseless (measurement noise is copied into the known pixels, scaled by ``a'``).
 Units: none to convert (the path carries them).
