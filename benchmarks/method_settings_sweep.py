@@ -56,6 +56,18 @@ CANDIDATES = {
                                              dict(num_steps=30, t_start=0.4, svd_cutoff=0.05)]),
     "DDNMTimeTravel": ("lit_ip.methods.ddnm_timetravel.DDNMTimeTravel",
                        [dict(num_steps=10, jump=3, repeats=3, svd_cutoff=0.05)]),
+    # round 4 (issue-13 samplers with step parameters; the first of each is the earlier CPU-sized setting)
+    "PMCPnP": ("lit_ip.methods.pmc.PMCPnP", [dict(num_steps=100, steps_per_level=2, step_size=0.5, sigma_max=1.0),
+                                             dict(num_steps=100, steps_per_level=2, step_size=1.5, sigma_max=1.0),
+                                             dict(num_steps=100, steps_per_level=2, step_size=1.5, sigma_max=0.3)]),
+    "PMCRED": ("lit_ip.methods.pmc.PMCRED", [dict(num_steps=100, steps_per_level=2, step_size=0.5, sigma_max=1.0),
+                                             dict(num_steps=100, steps_per_level=2, step_size=1.5, sigma_max=0.3)]),
+    "PnPDM": ("lit_ip.methods.pnpdm.PnPDM", [dict(num_steps=10, iterations=30, rho_max=1.0, rho_min=0.02, decay=0.9),
+                                             dict(num_steps=10, iterations=30, rho_max=0.5, rho_min=0.02, decay=0.85)]),
+    # round 4b: PMC around the best of round 4 (RED's drift is unstable at step_size 1.5 below sigma_y)
+    "PMCPnP-4b": ("lit_ip.methods.pmc.PMCPnP", [dict(num_steps=100, steps_per_level=2, step_size=1.5, sigma_max=0.15),
+                                                dict(num_steps=100, steps_per_level=2, step_size=1.9, sigma_max=0.3)]),
+    "PMCRED-4b": ("lit_ip.methods.pmc.PMCRED", [dict(num_steps=100, steps_per_level=2, step_size=0.9, sigma_max=0.3)]),
     # reference: an existing method at the demo's settings
     "DDNMPlus": ("lit_ip.methods.ddnm.DDNMPlus", [dict(num_steps=25, svd_cutoff=0.05)]),
 }

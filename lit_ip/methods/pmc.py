@@ -20,6 +20,20 @@ keeps the likelihood step stable on every problem (``||A||`` from the SVD, else 
 prior term's weight ``sigma^2 / gamma`` of Eq. 3.67 is set to 1 so that the drift is the posterior
 score for any step (the paper's limit ``gamma = sigma^2``). Noiseless measurements are refused (the
 Langevin drift needs ``sigma_y > 0``). Units: images in [0, 1], ``sigma`` and ``sigma_y`` in [0, 1] units.
+
+Real images, shipped settings (``configs/method/pmc_pnp.yaml``: step_size 1.9, ``pmc_red.yaml``: 0.9;
+both ``sigma_max`` 0.3, 100 levels x 2 iterations), chosen on 4 training crops
+(``benchmarks/method_settings_sweep.md``, rounds 4 / 4b). The cap makes the prior's drift
+``gamma / sigma_k^2 = step_size sigma_y^2 / sigma_k^2`` tiny at high levels (3e-4 at ``sigma_k = 1``
+for ``sigma_y = 0.025``) while each iteration adds noise ``sqrt(2 gamma) ~ sigma_y``: from
+``sigma_max = 1`` with step_size 0.5 the unobserved pixels never leave the initial noise (training
+crops: inpaint_70 8.96 dB, deblur 12.2 vs measurement 25.8). Starting at ``sigma_max = 0.3`` with the
+largest stable step (the data step contracts by ``1 - step_size``; RED's prior drift adds
+``step_size`` below ``sigma_y``, so RED diverges at 1.5: denoise 11.8 dB) gives PMC-PnP denoise 27.3,
+sr_4x 22.0 (pinv 23.7), inpaint_70 22.3, inpaint_box 20.5, deblur 27.6, colorize 24.4 (grey 25.3):
+it still loses to the pseudo-inverse on 4x super-resolution and to grey on colorization, because
+200 Langevin iterations at these step sizes do not mix over the null space (the paper runs
+thousands of iterations per task).
 """
 from __future__ import annotations
 
