@@ -35,8 +35,12 @@ used ``b_t^2 - a_t^2 lambda_i^2`` there too: at the last grid time it is ~0 when
 below ``b_last / a_last`` (``1e-8`` on the Cardoso benchmark, where ``sigma_y = 0.01 s_max`` meets the
 VP grid's last level 0.01), so the last weights ``1 / g_last`` had infinite variance and the measured
 coordinate's posterior variance came out 2500x too small.) The unobserved coordinates end at
-``x0_hat`` (our last step is deterministic). A coordinate noisier than the first grid level is set
-at the start (rounded to ``t_0``). Systematic resampling (the paper: multinomial). Units: ``sigma_y``
+``x0_hat`` (our last step is deterministic). A coordinate observed above the first grid level
+(``lambda_i > b_0 / a_0``; the paper's grid rounding has no time for it) starts from the prior draw
+``N(0, b_0^2)`` conditioned on its observation seen at ``t_0``, ``N(a_0 y_bar_i; x, a_0^2 lambda_i^2 -
+b_0^2)`` (exact as ``lambda_i -> b_0 / a_0``, the prior as ``lambda_i -> inf``). (It used to be set to
+``a_0 y_bar_i``, whose noise ``a_0 sigma_y / s_i`` is large for deblurring's tiny singular values:
+natural_ddpm deblur 22.0 dB against the measurement's 28.3.) Systematic resampling (the paper: multinomial). Units: ``sigma_y``
 in [0, 1] image units, as the prior's path; nothing is converted.
 """
 from __future__ import annotations
@@ -100,6 +104,16 @@ class MCGdiff(Method):
         c2 = (b_n ** 2 * (1 - ratio ** 2)).clamp_min(0)
         return a_n * x0 + torch.sqrt((b_n ** 2 - c2).clamp_min(0)) * (x - a * x0) / b, c2
 
+    @staticmethod
+    def _start_above_grid(xbar, above, a0, b0, ybar, lam):
+        """Coordinates observed above the first grid level (``lambda_i > b_0 / a_0``): ``x_bar_0,i``
+        from ``N(0, b_0^2) N(a_0 y_bar_i; x, e_i)``, ``e_i = a_0^2 lambda_i^2 - b_0^2`` (the observation
+        seen at ``t_0``), reusing the prior draw ``xbar ~ N(0, b_0^2)`` as its standard normal."""
+        e = (a0 ** 2 * lam ** 2 - b0 ** 2).clamp_min(0)
+        mean = b0 ** 2 * a0 * ybar / (b0 ** 2 + e)
+        std = b0 * torch.sqrt(e / (b0 ** 2 + e))
+        return torch.where(above, mean + std * xbar / b0, xbar)
+
     def sample(self, prior, operator, y, rng, noise=None):
         p = self.setup(prior, operator, y, noise)
         sigma = p.sigma
@@ -130,7 +144,7 @@ class MCGdiff(Method):
 
         prng = ParticleRNG(rng, N)
         x = prior.init_noise(B * N, prng, pairs[0][0]).to(y)
-        x = spec.v(torch.where(meas & (tau == 0), a_k[0] * ybar, spec.vt(x)))   # noisier than the grid
+        x = spec.v(self._start_above_grid(spec.vt(x), meas & (tau == 0), a_k[0], b_k[0], ybar, lam))
         logw = torch.zeros(B, N, dtype=torch.float64, device=y.device)
         for k, (t, t_next) in enumerate(pairs):
             a, b = a_k[k], b_k[k]
