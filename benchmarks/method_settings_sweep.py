@@ -68,6 +68,9 @@ CANDIDATES = {
     "PMCPnP-4b": ("lit_ip.methods.pmc.PMCPnP", [dict(num_steps=100, steps_per_level=2, step_size=1.5, sigma_max=0.15),
                                                 dict(num_steps=100, steps_per_level=2, step_size=1.9, sigma_max=0.3)]),
     "PMCRED-4b": ("lit_ip.methods.pmc.PMCRED", [dict(num_steps=100, steps_per_level=2, step_size=0.9, sigma_max=0.3)]),
+    # round 5: SMCDiff's svd_cutoff (it only changes deblurring: run with --tasks deblur)
+    "SMCDiff": ("lit_ip.methods.smcdiff.SMCDiff", [dict(num_steps=100, num_particles=8, particle_chunk=4, svd_cutoff=c)
+                                                   for c in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)]),
     # reference: an existing method at the demo's settings
     "DDNMPlus": ("lit_ip.methods.ddnm.DDNMPlus", [dict(num_steps=25, svd_cutoff=0.05)]),
 }
@@ -114,6 +117,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="append JSON lines of results here")
     ap.add_argument("--prior", default="natural_ddpm", help="shipped prior name (natural_rf: the flow prior)")
     ap.add_argument("--shipped", action="store_true", help="run the settings of configs/method/NAME.yaml instead")
+    ap.add_argument("--tasks", default=None, help="comma-separated demo tasks (default all six)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     data = NaturalCrops(split="train", size=32)
@@ -124,6 +128,8 @@ def main(argv=None):
         p.requires_grad_(False)
     problems = {}
     for name, (op, noise) in tasks().items():
+        if args.tasks and name not in args.tasks.split(","):
+            continue
         y = simulate_measurement(op, x, noise, indices=idx)
         problems[name] = (op, noise, y, trivial(name, op, y, x, idx))
     print("trivial:", {k: (v[3][0], round(v[3][1], 2)) for k, v in problems.items()}, flush=True)

@@ -162,6 +162,21 @@ def test_smcdiff_weights_improve_on_one_particle():
     assert many["mode_tv"] < 0.25 and many["mode_tv"] < one["mode_tv"], (many, one)
 
 
+def test_smcdiff_svd_cutoff_leaves_small_singular_values_unobserved():
+    """Replacement copies ``y_bar = U^T y / s``; below the cutoff a coordinate is left to the prior:
+    with a cutoff above every singular value the draws do not depend on y, with 0 they do, and a
+    negative cutoff is refused."""
+    problem = E.gaussian_problem("vp", sigma=0.1, operator="blur")
+    s_max = float(problem.operator.singular_values().max())
+    other = E.exact_problem(problem.prior, problem.operator, problem.y + 0.5, problem.sigma, n_ref=10)
+    for cutoff, same in ((s_max * 1.01, True), (0.0, False)):
+        m = SMCDiff(num_steps=10, num_particles=4, svd_cutoff=cutoff)
+        a, b = draws(m, problem, 8), draws(m, other, 8)
+        assert bool(torch.allclose(a, b)) is same, cutoff
+    with pytest.raises(ValueError, match="svd_cutoff"):
+        SMCDiff(svd_cutoff=-1.0)
+
+
 def test_pnpdm_split_gibbs_reaches_the_gaussian_posterior():
     """Whitened errors within 5 standard deviations of those of 300 exact draws (d = 16: mean 0.38,
     cov 1.21). Measured: 0.37 / 0.94 (300 exact draws: 0.19 / 0.84): the mean is close to the bound."""
