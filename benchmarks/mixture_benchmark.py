@@ -47,10 +47,15 @@ EXTRA = {  # more particles, still within the NFE budget of MCGdiff with 128 par
 }
 
 
+#: registry settings that name a variant (not a quick-test size), kept from the registry case
+VARIANT_KEYS = ("mode", "twist", "covariance")
+
+
 def build(name):
     base, kw = EXTRA.get(name, (name, SETTINGS.get(name, dict(num_steps=100))))
     case = METHODS[base]
-    return case.cls(**kw)
+    variant = {k: v for k, v in case.small.items() if k in VARIANT_KEYS}
+    return case.cls(**{**variant, **kw})
 
 
 def instances(dims, dys, seeds, kinds):
@@ -150,9 +155,20 @@ def report(args):
                       f"Best within 2x the floor (SW) on {sum(reached)} of {len(reached)} instances; without the",
                       "methods that need the prior's exact (non-isotropic) denoiser or posterior score, which only",
                       f"analytic priors give (ExactInpainting, DPSw-exact), on {sum(reached_net)} of {len(reached_net)}.", "",
-                      *lines, "", "## All methods", "", *detail, ""])
+                      *lines, "", "## All methods", "", *detail, "", *refusals(rows)])
     pathlib.Path(args.report).write_text(text)
     print(text)
+
+
+def refusals(rows) -> list[str]:
+    """One line per method that refused instances: which, and its error message."""
+    out = {}
+    for r in rows:
+        if "error" in r:
+            out.setdefault(r["method"], ([], r["error"]))[0].append(f"({r['dx']}, {r['dy']})")
+    if not out:
+        return []
+    return ["## Refused", "", *[f"- {m} on {', '.join(dict.fromkeys(insts))}: {err}" for m, (insts, err) in out.items()], ""]
 
 
 def _analytic_only(name: str) -> bool:
