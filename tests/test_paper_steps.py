@@ -365,3 +365,51 @@ def test_dpsw_reference_is_the_upsampled_measurement_and_the_grey_image():
     sr = AveragePoolSR(4, [3, 8, 8])
     ref, s = reference_measurement(sr, sr(blocks.float()).to(F64), 0.1)
     torch.testing.assert_close(ref, blocks, rtol=1e-6, atol=1e-6)
+
+
+# --- ILVR (Choi et al. 2021, Algorithm 1) and Score-SDE replacement (Song et al. 2021, App. I) -------
+def test_ilvr_step_is_algorithm_1_with_the_low_pass_filter():
+    """x_{t-1} <- x'_{t-1} + phi_N(y_{t-1}) - phi_N(x'_{t-1}), y_{t-1} ~ q(y_{t-1} | y_ref), in the
+    paper's [-1, 1] units, with phi_N = up(down(.)) for 2x average pooling and y_ref = up(y)."""
+    from lit_ip.methods.ilvr import ILVR
+    prior, op = gaussian_prior(), AveragePoolSR(2, SHAPE)
+    method = ILVR(10)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    p.state.update(method.prepare(p))
+    t, t_n = torch.tensor(600.0, dtype=F64), torch.tensor(500.0, dtype=F64)
+    x_prime = prior.sample(B, _rng(12)) * 0.5 + 0.4 * randn(B, *SHAPE)      # the unconditional x'_{t-1}
+    s = state(prior, x_prime, t, t_n, grad=False)
+    z = randn(B, *SHAPE, seed=13)
+    out = method.post_step(x_prime, s, p, FixedNoise(z))
+    A = matrix(op)
+    phi = torch.linalg.pinv(A) @ A                                          # down then up
+    low = lambda v: (v.flatten(1) @ phi.T).view_as(v)
+    a_n, b_net_n = float(s.a_next), 2 * float(s.b_next)
+    y_ref = to_paper((y.flatten(1) @ torch.linalg.pinv(A).T).view_as(x_prime))
+    y_next = a_n * y_ref + b_net_n * z
+    xp = to_paper(x_prime, a_n)
+    torch.testing.assert_close(out, (xp + low(y_next) - low(xp) + a_n) / 2)
+
+
+def test_score_sde_step_with_lam_1_is_the_papers_replacement_on_masks():
+    """Song et al.'s conditioning for inpainting: the observed pixels of x_{t-1} are replaced by a
+    forward-noised y (a' y' + b'_net z in [-1, 1] units), the others kept."""
+    from lit_ip.methods.score_sde import ScoreSDE
+    from lit_ip.operators.inpainting import MaskInpainting
+    prior = gaussian_prior()
+    mask = (randn(1, *SHAPE[1:], seed=14) > 0).to(F64)
+    op = MaskInpainting(mask, SHAPE)
+    method = ScoreSDE(10, lam=1.0)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    p.state.update(method.prepare(p))
+    t, t_n = torch.tensor(600.0, dtype=F64), torch.tensor(500.0, dtype=F64)
+    x_prime = prior.sample(B, _rng(15)) * 0.5 + 0.4 * randn(B, *SHAPE)
+    s = state(prior, x_prime, t, t_n, grad=False)
+    z = randn(*y.shape, seed=16)
+    out = method.post_step(x_prime, s, p, FixedNoise(z))
+    a_n, b_net_n = float(s.a_next), 2 * float(s.b_next)
+    xp = to_paper(x_prime, a_n)
+    y_img = op.adjoint(y)                                                   # y on the observed pixels
+    z_img = op.adjoint(z)
+    replaced = torch.where(mask.bool(), a_n * to_paper(y_img) + b_net_n * z_img, xp)
+    torch.testing.assert_close(out, (replaced + a_n) / 2)
