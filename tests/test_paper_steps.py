@@ -413,3 +413,21 @@ def test_score_sde_step_with_lam_1_is_the_papers_replacement_on_masks():
     z_img = op.adjoint(z)
     replaced = torch.where(mask.bool(), a_n * to_paper(y_img) + b_net_n * z_img, xp)
     torch.testing.assert_close(out, (replaced + a_n) / 2)
+
+
+# --- MPGD pixel space (He et al. 2024, Algorithm 1 without projection) -------------------------------
+def test_mpgd_estimate_is_the_papers_gradient_step_on_the_tweedie_estimate():
+    """x0_c = x0_hat - c_t grad_{x0} ||y - A x0||^2 at x0_hat, in the paper's [-1, 1] units, with our
+    step schedule c_t = lr a' (the paper tunes c_t): the same number in both units (the loss is 4x
+    larger there, its gradient in x0' 2x, and a move of x0' is 2x one of x0)."""
+    from lit_ip.methods.mpgd import MPGD
+    prior, op = gaussian_prior(), dense()
+    method = MPGD(10, lr=0.3)
+    x0_c, x, y, a, b = one_estimate(method, prior, op, seed=17)
+    t, t_n = torch.tensor(500.0, dtype=F64), torch.tensor(400.0, dtype=F64)
+    a_n = float(prior.coefficients(t_n, x)[0])
+    A = matrix(op)
+    x0p = to_paper(prior.denoise(x, t).flatten(1))
+    yp = 2 * y.flatten(1) - A.sum(1)                                          # y' = 2 y - A 1
+    grad = -2 * (yp - x0p @ A.T) @ A                                          # grad of ||y' - A x0'||^2
+    torch.testing.assert_close(x0_c, ((x0p - 0.3 * a_n * grad + 1) / 2).view_as(x))

@@ -11,9 +11,10 @@ manifold at ``x0_hat``), then takes the unconditional DDIM step with the correct
 repeated ``inner_steps`` times (the paper's optional multi-step variant). Step schedule
 ``c_t = lr * a'`` (ours: the step grows with the signal weight of the next time, so the early,
 uninformative estimates move little). Works for any differentiable operator and any
-noise model (the squared residual is unweighted). Units: ``||y - A x||^2`` is 4 times smaller on
-[0, 1] images and its gradient in ``x`` 2 times smaller, so the paper's step on [-1, 1] images is
-``lr = 2 c`` here.
+noise model (the squared residual is unweighted). Units: ``||y - A x||^2`` is 4 times larger on
+[-1, 1] images, its gradient in ``x0'`` 2 times larger, and a move of ``x0'`` is twice one of ``x0``,
+so ``c_t`` is the same number in both units (``tests/test_paper_steps.py``; an earlier version of
+this note said ``lr = 2 c``, which was wrong: the code never used that conversion).
 
 Real images (shipped settings ``configs/method/mpgd.yaml``: 30 steps, lr 0.5, ``normalize=True``,
 chosen on 4 training crops with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``):
