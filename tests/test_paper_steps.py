@@ -431,3 +431,28 @@ def test_mpgd_estimate_is_the_papers_gradient_step_on_the_tweedie_estimate():
     yp = 2 * y.flatten(1) - A.sum(1)                                          # y' = 2 y - A 1
     grad = -2 * (yp - x0p @ A.T) @ A                                          # grad of ||y' - A x0'||^2
     torch.testing.assert_close(x0_c, ((x0p - 0.3 * a_n * grad + 1) / 2).view_as(x))
+
+
+# --- DDS (Chung et al. 2024, Algorithm 1 / Eq. 15) ----------------------------------------------------
+def test_dds_estimate_is_m_cg_steps_on_the_tweedie_estimate():
+    """x0_c = x0_hat + d, d after M conjugate-gradient iterations from 0 on
+    (A^T A + rho I) d = A^T (y - A x0_hat), written out here in the paper's units (rho = 1 / gamma)."""
+    from lit_ip.methods.dds import DDS
+    prior, op = gaussian_prior(), dense()
+    method = DDS(10, rho=0.05, cg_iters=3)
+    x0_c, x, y, a, b = one_estimate(method, prior, op, seed=18)
+    A = matrix(op)
+    x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
+    yp = 2 * y.flatten(1) - A.sum(1)
+    H = A.T @ A + 0.05 * torch.eye(D, dtype=F64)
+    out = []
+    for i in range(B):
+        d = torch.zeros(D, dtype=F64)
+        r = A.T @ (yp[i] - A @ x0p[i])
+        q = r.clone()
+        for _ in range(3):
+            alpha = (r @ r) / (q @ H @ q)
+            d, r_new = d + alpha * q, r - alpha * (H @ q)
+            q, r = r_new + (r_new @ r_new) / (r @ r) * q, r_new
+        out.append(x0p[i] + d)
+    torch.testing.assert_close(x0_c, ((torch.stack(out) + 1) / 2).view_as(x))
