@@ -456,3 +456,38 @@ def test_dds_estimate_is_m_cg_steps_on_the_tweedie_estimate():
             q, r = r_new + (r_new @ r_new) / (r @ r) * q, r_new
         out.append(x0p[i] + d)
     torch.testing.assert_close(x0_c, ((torch.stack(out) + 1) / 2).view_as(x))
+
+
+# --- DSG (Yang et al. 2024, Algorithm 1) --------------------------------------------------------------
+def test_dsg_step_is_algorithm_1_on_the_sphere():
+    """x_{t-1} = mu + r d / ||d||, d = d_s + g_r (d* - d_s), d_s = sigma_t z, d* = -r grad / ||grad||,
+    r = sqrt(n) sigma_t, grad of ||y - A x0_hat(x_t)|| per sample, in the paper's [-1, 1] units."""
+    from lit_ip.methods.dsg import DSG
+    prior, op = gaussian_prior(), dense()
+    method = DSG(10, w=0.2)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    t, t_n = torch.tensor(600.0, dtype=F64), torch.tensor(500.0, dtype=F64)
+    x = prior.sample(B, _rng(19)) * 0.5 + 0.4 * randn(B, *SHAPE)
+    a, b = prior.coefficients(t, x)
+    a_n, b_n = prior.coefficients(t_n, x)
+    c = method.noise_std(a, b, a_n, b_n)
+    s = state(prior, x, t, t_n, c)
+    z = randn(B, *SHAPE, seed=20)
+    with torch.enable_grad():
+        assert method.guidance(s, p) is None
+    out = method.step(x, s.x0.detach(), s, p, FixedNoise(z))
+    # the paper, in [-1, 1] units (b_net = 2 b, sigma_t = 2 c)
+    a, a_n, b_net, b_net_n, sig = float(a), float(a_n), 2 * float(b), 2 * float(b_n), 2 * float(c)
+    A = matrix(op)
+    yp = 2 * y.flatten(1) - A.sum(1)
+    xp = to_paper(x, a).flatten(1).detach().requires_grad_(True)
+    with torch.enable_grad():
+        x0p = to_paper(prior.denoise(((xp + a) / 2).view_as(x), t).flatten(1))
+        (grad,) = torch.autograd.grad((yp - x0p @ A.T).norm(dim=1).sum(), xp)
+    x0p = x0p.detach()
+    mu = a_n * x0p + math.sqrt(b_net_n ** 2 - sig ** 2) * (xp.detach() - a * x0p) / b_net
+    r = math.sqrt(D) * sig
+    d_s = sig * z.flatten(1)
+    d = d_s + 0.2 * (-r * grad / grad.norm(dim=1, keepdim=True) - d_s)
+    x_next = mu + r * d / d.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
