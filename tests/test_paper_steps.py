@@ -491,3 +491,26 @@ def test_dsg_step_is_algorithm_1_on_the_sphere():
     d = d_s + 0.2 * (-r * grad / grad.norm(dim=1, keepdim=True) - d_s)
     x_next = mu + r * d / d.norm(dim=1, keepdim=True)
     torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
+
+
+# --- Score-ALD (Jalal et al. 2021, Algorithm 1) -------------------------------------------------------
+def test_score_ald_step_is_algorithm_1_in_the_papers_units():
+    """u <- u + alpha (s(u, sigma) + A^T (y - A u) / (sigma_y^2 + gamma_i^2)) + sqrt(2 alpha) z with
+    alpha = delta sigma^2 and gamma_i = gamma sigma, all in [-1, 1] units (sigma' = 2 sigma)."""
+    from lit_ip.methods.score_ald import ScoreALD
+    prior, op = gaussian_prior(), dense()
+    method = ScoreALD(10, delta=0.3, gamma=0.5)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    t = torch.tensor(300.0, dtype=F64)
+    a, b = prior.coefficients(t, y)
+    sigma = b / a
+    u = prior.sample(B, _rng(21)) + float(sigma) * randn(B, *SHAPE, seed=22)
+    z = randn(B, *SHAPE, seed=23)
+    out = method.update(u, prior.denoise(a * u, t), sigma, p, FixedNoise(z))
+    A = matrix(op)
+    sp, syp = 2 * float(sigma), 2 * SIGMA
+    up, yp = to_paper(u).flatten(1), 2 * y.flatten(1) - A.sum(1)
+    score = (to_paper(prior.denoise(a * u, t)).flatten(1) - up) / sp ** 2       # Tweedie in [-1, 1] units
+    alpha = 0.3 * sp ** 2
+    new = up + alpha * (score + (yp - up @ A.T) @ A / (syp ** 2 + (0.5 * sp) ** 2)) + math.sqrt(2 * alpha) * z.flatten(1)
+    torch.testing.assert_close(out, ((new + 1) / 2).view_as(u))
