@@ -514,3 +514,29 @@ def test_score_ald_step_is_algorithm_1_in_the_papers_units():
     alpha = 0.3 * sp ** 2
     new = up + alpha * (score + (yp - up @ A.T) @ A / (syp ** 2 + (0.5 * sp) ** 2)) + math.sqrt(2 * alpha) * z.flatten(1)
     torch.testing.assert_close(out, ((new + 1) / 2).view_as(u))
+
+
+# --- Kadkhodaie & Simoncelli (2021, Algorithm 2) ------------------------------------------------------
+def test_kadkhodaie_simoncelli_iterations_are_algorithm_2():
+    """u_k = u_{k-1} + h_k d_k + gamma_k z, d_k = (I - A^+ A) r(u) + A^+ (y - A u), r = x0_hat - u,
+    h_k = h0 k / (1 + h0 (k - 1)), gamma_k^2 = ((1 - beta h_k)^2 - (1 - h_k)^2) sigma_k^2 and the level
+    contracting by (1 - beta h_k) (the paper's images are in [0, 1], as ours). The denoiser's path
+    times for the levels are the method's (its non-blind replacement of the measured level)."""
+    from lit_ip.methods.kadkhodaie import KadkhodaieSimoncelli
+    prior, op = gaussian_prior(), dense()
+    method = KadkhodaieSimoncelli(num_steps=3, h0=0.2, beta=0.5, sigma0=0.5, sigma_min=0.01)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    draws = [randn(B, *SHAPE, seed=30 + k) for k in range(4)]
+    out = method.sample(prior, op, y, FixedNoise(*draws))
+    A = matrix(op)
+    P = torch.linalg.pinv(A)
+    u, sigma = 0.5 + 0.5 * draws[0].flatten(1), 0.5
+    for k, t in zip(range(1, 4), method.times(prior.path)):
+        h = 0.2 * k / (1 + 0.2 * (k - 1))
+        a = prior.coefficients(t, y)[0]
+        r = prior.denoise((a * u).view(B, *SHAPE), t).flatten(1) - u
+        d = r - r @ (P @ A).T + (y.flatten(1) - u @ A.T) @ P.T
+        gamma = sigma * math.sqrt((1 - 0.5 * h) ** 2 - (1 - h) ** 2)
+        u = u + h * d + gamma * draws[k].flatten(1)
+        sigma *= 1 - 0.5 * h
+    torch.testing.assert_close(out, u.view_as(out))
