@@ -540,3 +540,40 @@ def test_kadkhodaie_simoncelli_iterations_are_algorithm_2():
         u = u + h * d + gamma * draws[k].flatten(1)
         sigma *= 1 - 0.5 * h
     torch.testing.assert_close(out, u.view_as(out))
+
+
+# --- SNIPS (Kawar et al. 2021, Algorithm 1) -----------------------------------------------------------
+def test_snips_step_is_the_spectral_langevin_update():
+    """u_bar <- u_bar + alpha Lambda (V^T s(u) + grad) + sqrt(2 alpha Lambda) z, grad_j = s_j (y_bar_j -
+    s_j u_bar_j) / |sigma_y^2 - sigma^2 s_j^2|, alpha = delta sigma^2, Lambda_j = min(1, |sigma_y^2 /
+    s_j^2 - sigma^2| / sigma^2) (1 in the null space), in [-1, 1] units, written in the operator's
+    own singular basis (which the noise z_bar is drawn in)."""
+    from lit_ip.methods.snips import SNIPS
+    prior, op = gaussian_prior(), dense()
+    method = SNIPS(10, delta=0.3)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    t = torch.tensor(300.0, dtype=F64)
+    a, b = prior.coefficients(t, y)
+    sigma = b / a
+    u = prior.sample(B, _rng(24)) + float(sigma) * randn(B, *SHAPE, seed=25)
+    x0 = prior.denoise(a * u, t)
+    z = randn(B, D, seed=26)
+    out = method.update(u, x0, sigma, p, FixedNoise(z))
+    A = matrix(op)
+    s = torch.zeros(D, dtype=F64)
+    s[:M] = op.singular_values().flatten().to(F64)
+    vt = lambda v: op.vt(v).flatten(1)
+    sp, syp = 2 * float(sigma), 2 * SIGMA
+    up, yp = to_paper(u), (2 * y.flatten(1) - A.sum(1)).view_as(y)
+    ubar = vt(up)
+    ybar = torch.zeros(B, D, dtype=F64)
+    ybar[:, :M] = op.ut(yp).flatten(1)[:, :M]
+    score = vt((to_paper(x0) - up) / sp ** 2)
+    measured = s > 0
+    grad = torch.where(measured, s * (ybar - s * ubar) / (syp ** 2 - sp ** 2 * s ** 2).abs(), torch.zeros_like(ubar))
+    lam = torch.where(measured, ((syp ** 2 / s.clamp_min(1e-300) ** 2 - sp ** 2).abs() / sp ** 2).clamp(max=1),
+                      torch.ones_like(s))
+    alpha = 0.3 * sp ** 2
+    new_bar = ubar + alpha * lam * (score + grad) + torch.sqrt(2 * alpha * lam) * z
+    new = op.v(new_bar.view(B, D))
+    torch.testing.assert_close(out, ((new.view_as(u) + 1) / 2))
