@@ -577,3 +577,37 @@ def test_snips_step_is_the_spectral_langevin_update():
     new_bar = ubar + alpha * lam * (score + grad) + torch.sqrt(2 * alpha * lam) * z
     new = op.v(new_bar.view(B, D))
     torch.testing.assert_close(out, ((new.view_as(u) + 1) / 2))
+
+
+# --- DDNM (Wang et al. 2023, Eq. 13) and DMPS (Meng & Kabashima, Eq. 19 / Eq. 26) --------------------
+def test_ddnm_estimate_is_the_range_null_space_decomposition():
+    """x0_c = A^+ y + (I - A^+ A) x0_hat, in the paper's [-1, 1] units (noiseless y)."""
+    from lit_ip.methods.ddnm import DDNM
+    prior, op = gaussian_prior(), dense()
+    method = DDNM(10)
+    x0_c, x, y, a, b = one_estimate(method, prior, op, seed=27)
+    A = matrix(op)
+    P = torch.linalg.pinv(A)
+    x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
+    yp = 2 * y.flatten(1) - A.sum(1)
+    ref = yp @ P.T + x0p @ (torch.eye(D, dtype=F64) - P @ A).T
+    torch.testing.assert_close(x0_c, ((ref + 1) / 2).view_as(x))
+
+
+def test_dmps_estimate_adds_the_papers_pseudo_likelihood_score():
+    """s_y = (1 / sqrt(abar)) A^T (sigma_y^2 I + (1 - abar) / abar A A^T)^{-1} (y - A x_t / sqrt(abar))
+    (dense, before the SVD), in [-1, 1] units; the substituted posterior score gives
+    x0_c = x0_hat + lambda (1 - abar) / sqrt(abar) s_y with the paper's lambda = 1.75."""
+    from lit_ip.methods.dmps import DMPS
+    prior, op = gaussian_prior(), dense()
+    method = DMPS(10, scale=1.75)
+    x0_c, x, y, a, b = one_estimate(method, prior, op, seed=28)
+    A = matrix(op)
+    b_net, syp = 2 * b, 2 * SIGMA
+    xp = to_paper(x, a).flatten(1)
+    yp = 2 * y.flatten(1) - A.sum(1)
+    K = syp ** 2 * torch.eye(M, dtype=F64) + (b_net / a) ** 2 * A @ A.T
+    s_y = torch.linalg.solve(K, (yp - xp @ A.T / a).T).T @ A / a
+    x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
+    ref = x0p + 1.75 * b_net ** 2 / a * s_y
+    torch.testing.assert_close(x0_c, ((ref + 1) / 2).view_as(x))
