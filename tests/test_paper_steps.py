@@ -611,3 +611,42 @@ def test_dmps_estimate_adds_the_papers_pseudo_likelihood_score():
     x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
     ref = x0p + 1.75 * b_net ** 2 / a * s_y
     torch.testing.assert_close(x0_c, ((ref + 1) / 2).view_as(x))
+
+
+# --- DDRM (Kawar et al. 2022, Eqs. 7-8) ----------------------------------------------------------------
+def test_ddrm_step_is_eqs_7_8_in_the_papers_units():
+    """Per spectral coordinate (sigma' the next VE level, [-1, 1] units: sigma' and sigma_y doubled,
+    x_bar' = 2 x_bar - V^T 1, y_bar' = S^+ U^T (2 y - A 1)), eta = 0.85 and eta_b = 1 (the paper's):
+    null space x0 + sqrt(1 - eta^2) sigma' eps + eta sigma' z; sigma' < sigma_y / s: x0 + sqrt(1 -
+    eta^2) sigma' (y - x0) / (sigma_y / s) + eta sigma' z; else (1 - eta_b) x0 + eta_b y +
+    sqrt(sigma'^2 - eta_b^2 sigma_y^2 / s^2) z."""
+    from lit_ip.methods.ddrm import DDRM
+    prior, op = gaussian_prior(), dense()
+    method = DDRM(10, eta=0.85, eta_b=1.0)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    t, t_n = torch.tensor(60.0, dtype=F64), torch.tensor(30.0, dtype=F64)   # both measured branches occur
+    x = prior.sample(B, _rng(29)) * 0.9 + 0.1 * randn(B, *SHAPE)
+    s = state(prior, x, t, t_n, grad=False)
+    z = randn(B, *SHAPE, seed=30)
+    out = method.step(x, s.x0, s, p, FixedNoise(z))
+    a, b, a_n, b_n = (float(v) for v in (s.a, s.b, s.a_next, s.b_next))
+    A = matrix(op)
+    vt = lambda v: op.vt(v.view(B, *SHAPE)).flatten(1)
+    sv = torch.zeros(D, dtype=F64)
+    sv[:M] = op.singular_values().flatten().to(F64)
+    meas = sv > 0
+    x0p = to_paper(s.x0).flatten(1)
+    xp = to_paper(x, a).flatten(1)
+    yp = (2 * y.flatten(1) - A.sum(1)).view_as(y)
+    ybar = torch.zeros(B, D, dtype=F64)
+    ybar[:, :M] = op.ut(yp).flatten(1)[:, :M] / sv[:M]
+    x0b, epsb, zb = vt(x0p), vt((xp - a * x0p) / (2 * b)), vt(z.flatten(1))
+    sig, sy, eta = 2 * b_n / a_n, 2 * SIGMA, 0.85
+    lam = sy / sv.clamp_min(1e-300)
+    null = x0b + math.sqrt(1 - eta ** 2) * sig * epsb + eta * sig * zb
+    soft = x0b + math.sqrt(1 - eta ** 2) * sig * (ybar - x0b) / lam + eta * sig * zb
+    hard = ybar + torch.sqrt((sig ** 2 - lam ** 2).clamp_min(0)) * zb
+    assert 0 < int((meas & (sig < lam)).sum()) < int(meas.sum())
+    xb = torch.where(meas & (sig < lam), soft, torch.where(meas, hard, null))
+    x_next = a_n * op.v(xb.view(B, D)).flatten(1)
+    torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
