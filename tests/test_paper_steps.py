@@ -650,3 +650,41 @@ def test_ddrm_step_is_eqs_7_8_in_the_papers_units():
     xb = torch.where(meas & (sig < lam), soft, torch.where(meas, hard, null))
     x_next = a_n * op.v(xb.view(B, D)).flatten(1)
     torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
+
+
+def test_ddnm_plus_step_is_eqs_16_19_in_the_papers_units():
+    """x0_c = x0_hat - Sigma A^+ (A x0_hat - y), Sigma = V diag(lambda) V^T, lambda_i = min(1, c s_i /
+    (k sigma_y)), and the step's noise covariance Phi = V diag(c^2 - (k lambda_i sigma_y / s_i)^2) V^T
+    (k the weight of x0_c in the step, c its noise std), in [-1, 1] units (c, sigma_y doubled)."""
+    from lit_ip.methods.ddnm import DDNMPlus
+    prior, op = gaussian_prior(), dense()
+    method = DDNMPlus(10, eta=1.0)
+    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
+    t, t_n = torch.tensor(60.0, dtype=F64), torch.tensor(30.0, dtype=F64)
+    x = prior.sample(B, _rng(31)) * 0.9 + 0.1 * randn(B, *SHAPE)
+    a, b = prior.coefficients(t, x)
+    a_n, b_n = prior.coefficients(t_n, x)
+    c = method.noise_std(a, b, a_n, b_n)
+    s = state(prior, x, t, t_n, c, grad=False)
+    z = randn(B, *SHAPE, seed=32)
+    out = method.step(x, method.estimate(s, p), s, p, FixedNoise(z))
+    a, a_n, b_net, b_net_n, cp, sy = (float(v) for v in (a, a_n, 2 * b, 2 * b_n, 2 * c, 2 * SIGMA))
+    A = matrix(op)
+    vt = lambda v: op.vt(v.view(B, *SHAPE)).flatten(1)
+    v = lambda w: op.v(w.view(B, D)).flatten(1)
+    sv = torch.zeros(D, dtype=F64)
+    sv[:M] = op.singular_values().flatten().to(F64)
+    meas = sv > 0
+    k = a_n - math.sqrt(b_net_n ** 2 - cp ** 2) * a / b_net
+    lam = torch.where(meas, (cp * sv / (k * sy)).clamp(max=1), torch.zeros_like(sv))
+    assert 0 < int((lam < 1).sum() - (~meas).sum()) < M                   # both kinds of coordinate
+    phi = cp ** 2 - torch.where(meas, k * lam * sy / sv.clamp_min(1e-300), torch.zeros_like(sv)) ** 2
+    yp = (2 * y.flatten(1) - A.sum(1)).view_as(y)
+    ybar = torch.zeros(B, D, dtype=F64)
+    ybar[:, :M] = op.ut(yp).flatten(1)[:, :M] / sv[:M]
+    x0b = vt(to_paper(s.x0).flatten(1))
+    x0c = v(x0b - lam * (x0b - ybar))
+    xp = to_paper(x, a).flatten(1)
+    mean = a_n * x0c + math.sqrt(b_net_n ** 2 - cp ** 2) * (xp - a * x0c) / b_net
+    x_next = mean + v(phi.clamp_min(0).sqrt() * vt(z.flatten(1)))           # 0 up to rounding where lambda < 1
+    torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
