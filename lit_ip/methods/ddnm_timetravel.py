@@ -18,6 +18,14 @@ with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR
 29.11, sr_4x 24.77, inpaint_70 22.03, inpaint_box 27.77, deblur 28.02, colorize 21.97. It does not
 beat the best trivial estimate on: colorize 21.97 vs grey 25.30. Why: colorization: the sampled
 chroma loses to grey (DDNM+ alone, same budget: 17.5 dB).
+
+Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
+shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
+above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
+variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
+saturated, ``benchmarks/colorization.md``): ``ddnm_time_travel``: natural_ddpm does not beat it by
+more than the standard error on colorize 14.30 vs grey 15.57; natural_rf beats the best baseline on
+every task run.
 """
 from __future__ import annotations
 

@@ -27,6 +27,15 @@ natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): de
 trivial estimate on: sr_4x 19.50 vs pinv 23.66; deblur 25.77 vs measurement 25.80; colorize 20.91 vs
 grey 25.30. Why: as Score-ALD: a 30-evaluation budget is too small for SR, deblurring (25.77 vs
 25.80) and colorization.
+
+Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
+shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
+above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
+variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
+saturated, ``benchmarks/colorization.md``): ``snips``: natural_ddpm does not beat it by more than
+the standard error on sr_4x 22.44 vs pinv 26.65, deblur 28.55 vs y 28.27, colorize 14.89 vs grey
+15.57; natural_rf does not beat it by more than the standard error on sr_4x 21.61 vs pinv 26.65,
+deblur 26.97 vs y 28.27, colorize 15.48 vs grey 15.57.
 """
 from __future__ import annotations
 
