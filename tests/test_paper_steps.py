@@ -1,10 +1,7 @@
 """One step of each method, with its paper's hyperparameters, against the paper's update written
-out here from the equation -- in the paper's units where they differ from ours.
-
-Paper units: images in [-1, 1]. For a network path ``(a, b_net)`` our [0, 1] view has
-``b = b_net / 2`` and, with ``x0' = 2 x0 - 1``, ``x'_t = a x0' + b_net eps = 2 x_t - a``; a linear
-measurement ``y = A x0 + n`` is ``y' = 2 y - A 1`` with noise ``sigma' = 2 sigma``. The references
-below use only the prior (its denoiser), dense linear algebra and autograd -- never a method's code.
+out here from the equation -- in the paper's [-1, 1] units where they differ from ours (the
+conversion: tests/paper_steps_common.py); the survey-breadth methods are in
+tests/test_paper_steps_breadth.py. The references never call a method's code.
 """
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import math
 import pytest
 import torch
 
-from lit_ip.methods.base import StepState
 from lit_ip.methods.daps import DAPS
 from lit_ip.methods.diffpir import DiffPIR
 from lit_ip.methods.dps import DPS
@@ -27,90 +23,11 @@ from lit_ip.operators.dense import DenseMatrixOperator
 from lit_ip.operators.identity import Identity
 from lit_ip.operators.noise import GaussianNoise, PoissonNoise
 from lit_ip.operators.resize import AveragePoolSR
-from lit_ip.priors.analytic import GaussianPrior
-from lit_ip.priors.paths import RectifiedFlowPath, VPPath
+from lit_ip.priors.paths import RectifiedFlowPath
 
-F64 = torch.float64
-SHAPE, D, M, SIGMA, B = (1, 4, 4), 16, 8, 0.05, 2
-
-
-def gaussian_prior(diagonal=False, path=None) -> GaussianPrior:
-    g = torch.Generator().manual_seed(0)
-    if diagonal:
-        cov = torch.diag(0.01 + 0.04 * torch.rand(D, generator=g, dtype=F64))
-    else:
-        L = torch.randn(D, D, generator=g, dtype=F64) / math.sqrt(D)
-        cov = 0.03 * L @ L.T + 0.005 * torch.eye(D, dtype=F64)
-    mean = 0.5 + 0.1 * torch.randn(D, generator=g, dtype=F64)
-    return GaussianPrior(mean, cov, SHAPE, path if path is not None else VPPath().scaled(0.5))
-
-
-def dense(seed=1) -> DenseMatrixOperator:
-    g = torch.Generator().manual_seed(seed)
-    return DenseMatrixOperator(torch.randn(M, D, generator=g, dtype=F64) / math.sqrt(D), SHAPE)
-
-
-def randn(*shape, seed=2):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
-
-class FixedNoise:
-    """A generator stand-in returning given draws in order."""
-
-    def __init__(self, *draws):
-        self.draws = list(draws)
-
-    def randn(self, shape):
-        z = self.draws.pop(0)
-        assert tuple(z.shape) == tuple(shape), (z.shape, shape)
-        return z
-
-
-def state(prior, x, t, t_next, c=0.0, grad=True):
-    a, b = prior.coefficients(t, x)
-    a_n, b_n = prior.coefficients(t_next, x)
-    x = x.detach().requires_grad_(grad)
-    with torch.enable_grad():
-        x0 = prior.denoise(x, t)
-    return StepState(x, x0, t, t_next, a, b, a_n, b_n, torch.as_tensor(c, dtype=F64), 0)
-
-
-def matrix(op) -> torch.Tensor:
-    return op(torch.eye(D, dtype=F64).view(D, *SHAPE)).flatten(1).T          # (m, D)
-
-
-def problem(method, prior, op, noise, seed=3):
-    x = prior.sample(B, _rng(seed)).to(F64)
-    y = noise.sample(op(x), _rng(seed + 1))
-    return method.setup(prior, op, y, noise), y
-
-
-def _rng(seed):
-    from lit_ip.rng import SampleRNG
-    return SampleRNG.for_indices(range(B), seed, dtype=F64)
-
-
-def one_estimate(method, prior, op, seed):
-    """``method.estimate`` at one step (t = 500 -> 400) from a state near the prior, with its inputs."""
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    p.state.update(method.prepare(p) or {})
-    x = prior.sample(B, _rng(seed)) * 0.6 + 0.3 * randn(B, *SHAPE)
-    s = state(prior, x, torch.tensor(500.0, dtype=F64), torch.tensor(400.0, dtype=F64))
-    with torch.enable_grad():
-        return method.estimate(s, p), x, y, float(s.a), float(s.b)
-
-
-def gaussian_posterior_mean(prior, x, a, b, AtA, Aty):
-    """E[x0 | x_t, y] for a Gaussian prior, x_t = a x0 + b n and data with A^T A / sigma^2, A^T y / sigma^2."""
-    C, m = prior.covs[0], prior.means[0]
-    P = torch.linalg.inv(C) + a ** 2 / b ** 2 * torch.eye(D, dtype=F64) + AtA
-    h = torch.linalg.solve(C, m) + a / b ** 2 * x.flatten(1) + Aty
-    return torch.linalg.solve(P, h.T).T
-
-
-def to_paper(x, a=1.0):
-    """[0, 1] units -> [-1, 1] units of an image (a = 1) or a state with signal coefficient a."""
-    return 2 * x - a
+from paper_steps_common import (B, D, F64, M, SHAPE, SIGMA, FixedNoise, Spectral, _rng, dense,
+                                gaussian_posterior_mean, gaussian_prior, matrix, one_estimate, paper_y,
+                                problem, randn, state, stochastic_state, to_paper)
 
 
 # --- DPS (Chung et al. 2023, Algorithm 1 and 2) ----------------------------------------------------
@@ -129,7 +46,7 @@ def test_dps_step_is_algorithm_1_in_paper_units():
     A, a = matrix(op), s.a
     xp = to_paper(x, a).detach().requires_grad_(True)
     x0p = to_paper(prior.denoise((xp + a) / 2, t))
-    yp = 2 * y.flatten(1) - (A @ torch.ones(D, dtype=F64))
+    yp = paper_y(y, A)
     r = yp - x0p.flatten(1) @ A.T
     norm = r.norm(dim=1)
     (g,) = torch.autograd.grad((r ** 2).sum(1).sum(), xp)
@@ -164,7 +81,7 @@ def pigdm_reference(prior, op, y, x, t, t_next, sigma):
     s_t, s_n = 2 * b / a, 2 * b_n / a_n                                 # VE levels, [-1, 1] units
     v = 4 * prior.data_var                                              # data variance, [-1, 1] units
     r2 = v * s_t ** 2 / (v + s_t ** 2)
-    yp, sp = 2 * y.flatten(1) - A @ torch.ones(D, dtype=F64), 2 * sigma
+    yp, sp = paper_y(y, A), 2 * sigma
     u = to_paper(x / a).detach().requires_grad_(True)                   # u' = x'_t / a
     x0 = to_paper(prior.denoise(a * (u + 1) / 2, t))
     res = yp - x0.flatten(1) @ A.T
@@ -218,10 +135,8 @@ def test_diffpir_step_is_eqs_13_15_with_the_papers_lambda():
     p, y = problem(method, prior, op, GaussianNoise(SIGMA))
     t, t_n = torch.tensor(300.0, dtype=F64), torch.tensor(200.0, dtype=F64)
     x = prior.sample(B, _rng(10)) * 0.8 + 0.3 * randn(B, *SHAPE)
-    a, b = prior.coefficients(t, x)
-    a_n, b_n = prior.coefficients(t_n, x)
-    c = method.noise_std(a, b, a_n, b_n)
-    s = state(prior, x, t, t_n, c, grad=False)
+    s, c = stochastic_state(method, prior, x, t, t_n)
+    a, b, a_n, b_n = s.a, s.b, s.a_next, s.b_next
     z = randn(B, *SHAPE, seed=11)
     out = method.step(x, method.estimate(s, p), s, p, FixedNoise(z))
     # the paper
@@ -250,7 +165,7 @@ def test_daps_langevin_step_with_the_papers_tau_and_lr():
     z = randn(B, 2, *SHAPE, seed=13)
     out = method.langevin(x0_hat, level ** 2, p.fit, 1e-4 / 4, z)
     A, eta_p, r2_p = matrix(op), 1e-4, (2 * level) ** 2
-    yp = 2 * y.flatten(1) - A @ torch.ones(D, dtype=F64)
+    yp = paper_y(y, A)
     x0hp = to_paper(x0_hat).flatten(1)
     x0p = x0hp.clone()
     for j in range(2):
@@ -290,7 +205,7 @@ def test_reddiff_loss_gradient_is_the_papers(weighting):
     A = matrix(op)
     mu2 = mu.detach().requires_grad_(True)
     mup = to_paper(mu2).flatten(1)
-    yp = 2 * y.flatten(1) - A @ torch.ones(D, dtype=F64)
+    yp = paper_y(y, A)
     res, inner = yp - mup @ A.T, ((eps_hat - eps).flatten(1) * mup).sum(1)
     snr_inv = math.sqrt(1 - float(a) ** 2) / float(a)                  # sigma_t / alpha_t of the network
     if weighting == "paper":
@@ -367,218 +282,6 @@ def test_dpsw_reference_is_the_upsampled_measurement_and_the_grey_image():
     torch.testing.assert_close(ref, blocks, rtol=1e-6, atol=1e-6)
 
 
-# --- ILVR (Choi et al. 2021, Algorithm 1) and Score-SDE replacement (Song et al. 2021, App. I) -------
-def test_ilvr_step_is_algorithm_1_with_the_low_pass_filter():
-    """x_{t-1} <- x'_{t-1} + phi_N(y_{t-1}) - phi_N(x'_{t-1}), y_{t-1} ~ q(y_{t-1} | y_ref), in the
-    paper's [-1, 1] units, with phi_N = up(down(.)) for 2x average pooling and y_ref = up(y)."""
-    from lit_ip.methods.ilvr import ILVR
-    prior, op = gaussian_prior(), AveragePoolSR(2, SHAPE)
-    method = ILVR(10)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    p.state.update(method.prepare(p))
-    t, t_n = torch.tensor(600.0, dtype=F64), torch.tensor(500.0, dtype=F64)
-    x_prime = prior.sample(B, _rng(12)) * 0.5 + 0.4 * randn(B, *SHAPE)      # the unconditional x'_{t-1}
-    s = state(prior, x_prime, t, t_n, grad=False)
-    z = randn(B, *SHAPE, seed=13)
-    out = method.post_step(x_prime, s, p, FixedNoise(z))
-    A = matrix(op)
-    phi = torch.linalg.pinv(A) @ A                                          # down then up
-    low = lambda v: (v.flatten(1) @ phi.T).view_as(v)
-    a_n, b_net_n = float(s.a_next), 2 * float(s.b_next)
-    y_ref = to_paper((y.flatten(1) @ torch.linalg.pinv(A).T).view_as(x_prime))
-    y_next = a_n * y_ref + b_net_n * z
-    xp = to_paper(x_prime, a_n)
-    torch.testing.assert_close(out, (xp + low(y_next) - low(xp) + a_n) / 2)
-
-
-def test_score_sde_step_with_lam_1_is_the_papers_replacement_on_masks():
-    """Song et al.'s conditioning for inpainting: the observed pixels of x_{t-1} are replaced by a
-    forward-noised y (a' y' + b'_net z in [-1, 1] units), the others kept."""
-    from lit_ip.methods.score_sde import ScoreSDE
-    from lit_ip.operators.inpainting import MaskInpainting
-    prior = gaussian_prior()
-    mask = (randn(1, *SHAPE[1:], seed=14) > 0).to(F64)
-    op = MaskInpainting(mask, SHAPE)
-    method = ScoreSDE(10, lam=1.0)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    p.state.update(method.prepare(p))
-    t, t_n = torch.tensor(600.0, dtype=F64), torch.tensor(500.0, dtype=F64)
-    x_prime = prior.sample(B, _rng(15)) * 0.5 + 0.4 * randn(B, *SHAPE)
-    s = state(prior, x_prime, t, t_n, grad=False)
-    z = randn(*y.shape, seed=16)
-    out = method.post_step(x_prime, s, p, FixedNoise(z))
-    a_n, b_net_n = float(s.a_next), 2 * float(s.b_next)
-    xp = to_paper(x_prime, a_n)
-    y_img = op.adjoint(y)                                                   # y on the observed pixels
-    z_img = op.adjoint(z)
-    replaced = torch.where(mask.bool(), a_n * to_paper(y_img) + b_net_n * z_img, xp)
-    torch.testing.assert_close(out, (replaced + a_n) / 2)
-
-
-# --- MPGD pixel space (He et al. 2024, Algorithm 1 without projection) -------------------------------
-def test_mpgd_estimate_is_the_papers_gradient_step_on_the_tweedie_estimate():
-    """x0_c = x0_hat - c_t grad_{x0} ||y - A x0||^2 at x0_hat, in the paper's [-1, 1] units, with our
-    step schedule c_t = lr a' (the paper tunes c_t): the same number in both units (the loss is 4x
-    larger there, its gradient in x0' 2x, and a move of x0' is 2x one of x0)."""
-    from lit_ip.methods.mpgd import MPGD
-    prior, op = gaussian_prior(), dense()
-    method = MPGD(10, lr=0.3)
-    x0_c, x, y, a, b = one_estimate(method, prior, op, seed=17)
-    t, t_n = torch.tensor(500.0, dtype=F64), torch.tensor(400.0, dtype=F64)
-    a_n = float(prior.coefficients(t_n, x)[0])
-    A = matrix(op)
-    x0p = to_paper(prior.denoise(x, t).flatten(1))
-    yp = 2 * y.flatten(1) - A.sum(1)                                          # y' = 2 y - A 1
-    grad = -2 * (yp - x0p @ A.T) @ A                                          # grad of ||y' - A x0'||^2
-    torch.testing.assert_close(x0_c, ((x0p - 0.3 * a_n * grad + 1) / 2).view_as(x))
-
-
-# --- DDS (Chung et al. 2024, Algorithm 1 / Eq. 15) ----------------------------------------------------
-def test_dds_estimate_is_m_cg_steps_on_the_tweedie_estimate():
-    """x0_c = x0_hat + d, d after M conjugate-gradient iterations from 0 on
-    (A^T A + rho I) d = A^T (y - A x0_hat), written out here in the paper's units (rho = 1 / gamma)."""
-    from lit_ip.methods.dds import DDS
-    prior, op = gaussian_prior(), dense()
-    method = DDS(10, rho=0.05, cg_iters=3)
-    x0_c, x, y, a, b = one_estimate(method, prior, op, seed=18)
-    A = matrix(op)
-    x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
-    yp = 2 * y.flatten(1) - A.sum(1)
-    H = A.T @ A + 0.05 * torch.eye(D, dtype=F64)
-    out = []
-    for i in range(B):
-        d = torch.zeros(D, dtype=F64)
-        r = A.T @ (yp[i] - A @ x0p[i])
-        q = r.clone()
-        for _ in range(3):
-            alpha = (r @ r) / (q @ H @ q)
-            d, r_new = d + alpha * q, r - alpha * (H @ q)
-            q, r = r_new + (r_new @ r_new) / (r @ r) * q, r_new
-        out.append(x0p[i] + d)
-    torch.testing.assert_close(x0_c, ((torch.stack(out) + 1) / 2).view_as(x))
-
-
-# --- DSG (Yang et al. 2024, Algorithm 1) --------------------------------------------------------------
-def test_dsg_step_is_algorithm_1_on_the_sphere():
-    """x_{t-1} = mu + r d / ||d||, d = d_s + g_r (d* - d_s), d_s = sigma_t z, d* = -r grad / ||grad||,
-    r = sqrt(n) sigma_t, grad of ||y - A x0_hat(x_t)|| per sample, in the paper's [-1, 1] units."""
-    from lit_ip.methods.dsg import DSG
-    prior, op = gaussian_prior(), dense()
-    method = DSG(10, w=0.2)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    t, t_n = torch.tensor(600.0, dtype=F64), torch.tensor(500.0, dtype=F64)
-    x = prior.sample(B, _rng(19)) * 0.5 + 0.4 * randn(B, *SHAPE)
-    a, b = prior.coefficients(t, x)
-    a_n, b_n = prior.coefficients(t_n, x)
-    c = method.noise_std(a, b, a_n, b_n)
-    s = state(prior, x, t, t_n, c)
-    z = randn(B, *SHAPE, seed=20)
-    with torch.enable_grad():
-        assert method.guidance(s, p) is None
-    out = method.step(x, s.x0.detach(), s, p, FixedNoise(z))
-    # the paper, in [-1, 1] units (b_net = 2 b, sigma_t = 2 c)
-    a, a_n, b_net, b_net_n, sig = float(a), float(a_n), 2 * float(b), 2 * float(b_n), 2 * float(c)
-    A = matrix(op)
-    yp = 2 * y.flatten(1) - A.sum(1)
-    xp = to_paper(x, a).flatten(1).detach().requires_grad_(True)
-    with torch.enable_grad():
-        x0p = to_paper(prior.denoise(((xp + a) / 2).view_as(x), t).flatten(1))
-        (grad,) = torch.autograd.grad((yp - x0p @ A.T).norm(dim=1).sum(), xp)
-    x0p = x0p.detach()
-    mu = a_n * x0p + math.sqrt(b_net_n ** 2 - sig ** 2) * (xp.detach() - a * x0p) / b_net
-    r = math.sqrt(D) * sig
-    d_s = sig * z.flatten(1)
-    d = d_s + 0.2 * (-r * grad / grad.norm(dim=1, keepdim=True) - d_s)
-    x_next = mu + r * d / d.norm(dim=1, keepdim=True)
-    torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
-
-
-# --- Score-ALD (Jalal et al. 2021, Algorithm 1) -------------------------------------------------------
-def test_score_ald_step_is_algorithm_1_in_the_papers_units():
-    """u <- u + alpha (s(u, sigma) + A^T (y - A u) / (sigma_y^2 + gamma_i^2)) + sqrt(2 alpha) z with
-    alpha = delta sigma^2 and gamma_i = gamma sigma, all in [-1, 1] units (sigma' = 2 sigma)."""
-    from lit_ip.methods.score_ald import ScoreALD
-    prior, op = gaussian_prior(), dense()
-    method = ScoreALD(10, delta=0.3, gamma=0.5)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    t = torch.tensor(300.0, dtype=F64)
-    a, b = prior.coefficients(t, y)
-    sigma = b / a
-    u = prior.sample(B, _rng(21)) + float(sigma) * randn(B, *SHAPE, seed=22)
-    z = randn(B, *SHAPE, seed=23)
-    out = method.update(u, prior.denoise(a * u, t), sigma, p, FixedNoise(z))
-    A = matrix(op)
-    sp, syp = 2 * float(sigma), 2 * SIGMA
-    up, yp = to_paper(u).flatten(1), 2 * y.flatten(1) - A.sum(1)
-    score = (to_paper(prior.denoise(a * u, t)).flatten(1) - up) / sp ** 2       # Tweedie in [-1, 1] units
-    alpha = 0.3 * sp ** 2
-    new = up + alpha * (score + (yp - up @ A.T) @ A / (syp ** 2 + (0.5 * sp) ** 2)) + math.sqrt(2 * alpha) * z.flatten(1)
-    torch.testing.assert_close(out, ((new + 1) / 2).view_as(u))
-
-
-# --- Kadkhodaie & Simoncelli (2021, Algorithm 2) ------------------------------------------------------
-def test_kadkhodaie_simoncelli_iterations_are_algorithm_2():
-    """u_k = u_{k-1} + h_k d_k + gamma_k z, d_k = (I - A^+ A) r(u) + A^+ (y - A u), r = x0_hat - u,
-    h_k = h0 k / (1 + h0 (k - 1)), gamma_k^2 = ((1 - beta h_k)^2 - (1 - h_k)^2) sigma_k^2 and the level
-    contracting by (1 - beta h_k) (the paper's images are in [0, 1], as ours). The denoiser's path
-    times for the levels are the method's (its non-blind replacement of the measured level)."""
-    from lit_ip.methods.kadkhodaie import KadkhodaieSimoncelli
-    prior, op = gaussian_prior(), dense()
-    method = KadkhodaieSimoncelli(num_steps=3, h0=0.2, beta=0.5, sigma0=0.5, sigma_min=0.01)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    draws = [randn(B, *SHAPE, seed=30 + k) for k in range(4)]
-    out = method.sample(prior, op, y, FixedNoise(*draws))
-    A = matrix(op)
-    P = torch.linalg.pinv(A)
-    u, sigma = 0.5 + 0.5 * draws[0].flatten(1), 0.5
-    for k, t in zip(range(1, 4), method.times(prior.path)):
-        h = 0.2 * k / (1 + 0.2 * (k - 1))
-        a = prior.coefficients(t, y)[0]
-        r = prior.denoise((a * u).view(B, *SHAPE), t).flatten(1) - u
-        d = r - r @ (P @ A).T + (y.flatten(1) - u @ A.T) @ P.T
-        gamma = sigma * math.sqrt((1 - 0.5 * h) ** 2 - (1 - h) ** 2)
-        u = u + h * d + gamma * draws[k].flatten(1)
-        sigma *= 1 - 0.5 * h
-    torch.testing.assert_close(out, u.view_as(out))
-
-
-# --- SNIPS (Kawar et al. 2021, Algorithm 1) -----------------------------------------------------------
-def test_snips_step_is_the_spectral_langevin_update():
-    """u_bar <- u_bar + alpha Lambda (V^T s(u) + grad) + sqrt(2 alpha Lambda) z, grad_j = s_j (y_bar_j -
-    s_j u_bar_j) / |sigma_y^2 - sigma^2 s_j^2|, alpha = delta sigma^2, Lambda_j = min(1, |sigma_y^2 /
-    s_j^2 - sigma^2| / sigma^2) (1 in the null space), in [-1, 1] units, written in the operator's
-    own singular basis (which the noise z_bar is drawn in)."""
-    from lit_ip.methods.snips import SNIPS
-    prior, op = gaussian_prior(), dense()
-    method = SNIPS(10, delta=0.3)
-    p, y = problem(method, prior, op, GaussianNoise(SIGMA))
-    t = torch.tensor(300.0, dtype=F64)
-    a, b = prior.coefficients(t, y)
-    sigma = b / a
-    u = prior.sample(B, _rng(24)) + float(sigma) * randn(B, *SHAPE, seed=25)
-    x0 = prior.denoise(a * u, t)
-    z = randn(B, D, seed=26)
-    out = method.update(u, x0, sigma, p, FixedNoise(z))
-    A = matrix(op)
-    s = torch.zeros(D, dtype=F64)
-    s[:M] = op.singular_values().flatten().to(F64)
-    vt = lambda v: op.vt(v).flatten(1)
-    sp, syp = 2 * float(sigma), 2 * SIGMA
-    up, yp = to_paper(u), (2 * y.flatten(1) - A.sum(1)).view_as(y)
-    ubar = vt(up)
-    ybar = torch.zeros(B, D, dtype=F64)
-    ybar[:, :M] = op.ut(yp).flatten(1)[:, :M]
-    score = vt((to_paper(x0) - up) / sp ** 2)
-    measured = s > 0
-    grad = torch.where(measured, s * (ybar - s * ubar) / (syp ** 2 - sp ** 2 * s ** 2).abs(), torch.zeros_like(ubar))
-    lam = torch.where(measured, ((syp ** 2 / s.clamp_min(1e-300) ** 2 - sp ** 2).abs() / sp ** 2).clamp(max=1),
-                      torch.ones_like(s))
-    alpha = 0.3 * sp ** 2
-    new_bar = ubar + alpha * lam * (score + grad) + torch.sqrt(2 * alpha * lam) * z
-    new = op.v(new_bar.view(B, D))
-    torch.testing.assert_close(out, ((new.view_as(u) + 1) / 2))
-
-
 # --- DDNM (Wang et al. 2023, Eq. 13) and DMPS (Meng & Kabashima, Eq. 19 / Eq. 26) --------------------
 def test_ddnm_estimate_is_the_range_null_space_decomposition():
     """x0_c = A^+ y + (I - A^+ A) x0_hat, in the paper's [-1, 1] units (noiseless y)."""
@@ -589,7 +292,7 @@ def test_ddnm_estimate_is_the_range_null_space_decomposition():
     A = matrix(op)
     P = torch.linalg.pinv(A)
     x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
-    yp = 2 * y.flatten(1) - A.sum(1)
+    yp = paper_y(y, A)
     ref = yp @ P.T + x0p @ (torch.eye(D, dtype=F64) - P @ A).T
     torch.testing.assert_close(x0_c, ((ref + 1) / 2).view_as(x))
 
@@ -605,7 +308,7 @@ def test_dmps_estimate_adds_the_papers_pseudo_likelihood_score():
     A = matrix(op)
     b_net, syp = 2 * b, 2 * SIGMA
     xp = to_paper(x, a).flatten(1)
-    yp = 2 * y.flatten(1) - A.sum(1)
+    yp = paper_y(y, A)
     K = syp ** 2 * torch.eye(M, dtype=F64) + (b_net / a) ** 2 * A @ A.T
     s_y = torch.linalg.solve(K, (yp - xp @ A.T / a).T).T @ A / a
     x0p = to_paper(prior.denoise(x, torch.tensor(500.0, dtype=F64)).flatten(1))
@@ -630,17 +333,12 @@ def test_ddrm_step_is_eqs_7_8_in_the_papers_units():
     z = randn(B, *SHAPE, seed=30)
     out = method.step(x, s.x0, s, p, FixedNoise(z))
     a, b, a_n, b_n = (float(v) for v in (s.a, s.b, s.a_next, s.b_next))
-    A = matrix(op)
-    vt = lambda v: op.vt(v.view(B, *SHAPE)).flatten(1)
-    sv = torch.zeros(D, dtype=F64)
-    sv[:M] = op.singular_values().flatten().to(F64)
-    meas = sv > 0
+    A, sp = matrix(op), Spectral(op)
+    sv, meas = sp.s, sp.measured
     x0p = to_paper(s.x0).flatten(1)
     xp = to_paper(x, a).flatten(1)
-    yp = (2 * y.flatten(1) - A.sum(1)).view_as(y)
-    ybar = torch.zeros(B, D, dtype=F64)
-    ybar[:, :M] = op.ut(yp).flatten(1)[:, :M] / sv[:M]
-    x0b, epsb, zb = vt(x0p), vt((xp - a * x0p) / (2 * b)), vt(z.flatten(1))
+    ybar = sp.ybar(paper_y(y, A).view_as(y))
+    x0b, epsb, zb = sp.vt(x0p), sp.vt((xp - a * x0p) / (2 * b)), sp.vt(z)
     sig, sy, eta = 2 * b_n / a_n, 2 * SIGMA, 0.85
     lam = sy / sv.clamp_min(1e-300)
     null = x0b + math.sqrt(1 - eta ** 2) * sig * epsb + eta * sig * zb
@@ -648,7 +346,7 @@ def test_ddrm_step_is_eqs_7_8_in_the_papers_units():
     hard = ybar + torch.sqrt((sig ** 2 - lam ** 2).clamp_min(0)) * zb
     assert 0 < int((meas & (sig < lam)).sum()) < int(meas.sum())
     xb = torch.where(meas & (sig < lam), soft, torch.where(meas, hard, null))
-    x_next = a_n * op.v(xb.view(B, D)).flatten(1)
+    x_next = a_n * sp.v(xb)
     torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))
 
 
@@ -662,29 +360,21 @@ def test_ddnm_plus_step_is_eqs_16_19_in_the_papers_units():
     p, y = problem(method, prior, op, GaussianNoise(SIGMA))
     t, t_n = torch.tensor(60.0, dtype=F64), torch.tensor(30.0, dtype=F64)
     x = prior.sample(B, _rng(31)) * 0.9 + 0.1 * randn(B, *SHAPE)
-    a, b = prior.coefficients(t, x)
-    a_n, b_n = prior.coefficients(t_n, x)
-    c = method.noise_std(a, b, a_n, b_n)
-    s = state(prior, x, t, t_n, c, grad=False)
+    s, c = stochastic_state(method, prior, x, t, t_n)
+    a, b, a_n, b_n = s.a, s.b, s.a_next, s.b_next
     z = randn(B, *SHAPE, seed=32)
     out = method.step(x, method.estimate(s, p), s, p, FixedNoise(z))
     a, a_n, b_net, b_net_n, cp, sy = (float(v) for v in (a, a_n, 2 * b, 2 * b_n, 2 * c, 2 * SIGMA))
-    A = matrix(op)
-    vt = lambda v: op.vt(v.view(B, *SHAPE)).flatten(1)
-    v = lambda w: op.v(w.view(B, D)).flatten(1)
-    sv = torch.zeros(D, dtype=F64)
-    sv[:M] = op.singular_values().flatten().to(F64)
-    meas = sv > 0
+    A, sp = matrix(op), Spectral(op)
+    sv, meas = sp.s, sp.measured
     k = a_n - math.sqrt(b_net_n ** 2 - cp ** 2) * a / b_net
     lam = torch.where(meas, (cp * sv / (k * sy)).clamp(max=1), torch.zeros_like(sv))
     assert 0 < int((lam < 1).sum() - (~meas).sum()) < M                   # both kinds of coordinate
     phi = cp ** 2 - torch.where(meas, k * lam * sy / sv.clamp_min(1e-300), torch.zeros_like(sv)) ** 2
-    yp = (2 * y.flatten(1) - A.sum(1)).view_as(y)
-    ybar = torch.zeros(B, D, dtype=F64)
-    ybar[:, :M] = op.ut(yp).flatten(1)[:, :M] / sv[:M]
-    x0b = vt(to_paper(s.x0).flatten(1))
-    x0c = v(x0b - lam * (x0b - ybar))
+    ybar = sp.ybar(paper_y(y, A).view_as(y))
+    x0b = sp.vt(to_paper(s.x0))
+    x0c = sp.v(x0b - lam * (x0b - ybar))
     xp = to_paper(x, a).flatten(1)
     mean = a_n * x0c + math.sqrt(b_net_n ** 2 - cp ** 2) * (xp - a * x0c) / b_net
-    x_next = mean + v(phi.clamp_min(0).sqrt() * vt(z.flatten(1)))           # 0 up to rounding where lambda < 1
+    x_next = mean + sp.v(phi.clamp_min(0).sqrt() * sp.vt(z))           # 0 up to rounding where lambda < 1
     torch.testing.assert_close(out, ((x_next + a_n) / 2).view_as(x))

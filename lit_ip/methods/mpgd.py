@@ -13,7 +13,7 @@ repeated ``inner_steps`` times (the paper's optional multi-step variant). Step s
 uninformative estimates move little). Works for any differentiable operator and any
 noise model (the squared residual is unweighted). Units: ``||y - A x||^2`` is 4 times larger on
 [-1, 1] images, its gradient in ``x0'`` 2 times larger, and a move of ``x0'`` is twice one of ``x0``,
-so ``c_t`` is the same number in both units (``tests/test_paper_steps.py``; an earlier version of
+so ``c_t`` is the same number in both units (``tests/test_paper_steps_breadth.py``; an earlier version of
 this note said ``lr = 2 c``, which was wrong: the code never used that conversion).
 
 Real images (shipped settings ``configs/method/mpgd.yaml``: 30 steps, lr 0.5, ``normalize=True``,
