@@ -39,13 +39,12 @@ luminance image; the only method of the registry above it). The previous default
 the noise sigma, uniform inner grid) gave 15.0 / 15.0 / 18.1 / 22.7 / 22.1 / 17.5 single-sample: it
 ignored y.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``daps``: natural_ddpm does not beat it by more than the
-standard error on sr_4x 26.90 vs pinv 26.65; natural_rf does not beat it by more than the standard
-error on sr_4x 24.69 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``daps``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.90 vs
+pinv 26.65; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more
+than the standard error on sr_4x 24.69 vs pinv 26.65.
 """
 from __future__ import annotations
 

@@ -31,16 +31,17 @@ DDNM 20.44 on denoise = y exactly, 26.51 vs 26.65 pinv on sr_4x, 4.94 = pinv on 
 method of its paper, not our code: Eq. 13 assumes a noise-free y (the paper's noisy method is DDNM+),
 so DDNM warns when sigma > 0 instead of refusing (noisy exact-posterior tests still run it).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``ddnm``: natural_ddpm does not beat it by more than the
-standard error on denoise 20.44 vs y 20.44, sr_4x 26.51 vs pinv 26.65, deblur 4.94 vs y 28.27,
-colorize 16.16 vs grey 15.57; natural_rf does not beat it by more than the standard error on denoise
-20.44 vs y 20.44, sr_4x 26.23 vs pinv 26.65, deblur 4.94 vs y 28.27; ``ddnm_plus``: natural_ddpm
-does not beat it by more than the standard error on colorize 16.24 vs grey 15.57; natural_rf does
-not beat it by more than the standard error on sr_4x 26.90 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``ddnm``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
+vs y 20.44, sr_4x 26.51 vs pinv 26.65, deblur 4.94 vs y 28.27, colorize 16.16 vs grey 15.57;
+natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more than the
+standard error on denoise 20.44 vs y 20.44, sr_4x 26.23 vs pinv 26.65, deblur 4.94 vs y 28.27;
+``ddnm_plus``: natural_ddpm does not beat the best baseline (pseudo-inverse or trivial estimate) by
+more than the standard error on colorize 16.24 vs grey 15.57; natural_rf does not beat the best
+baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.90 vs pinv
+26.65.
 """
 from __future__ import annotations
 

@@ -19,13 +19,11 @@ with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR
 beat the best trivial estimate on: colorize 21.97 vs grey 25.30. Why: colorization: the sampled
 chroma loses to grey (DDNM+ alone, same budget: 17.5 dB).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``ddnm_time_travel``: natural_ddpm does not beat it by
-more than the standard error on colorize 14.30 vs grey 15.57; natural_rf beats the best baseline on
-every task run.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``ddnm_time_travel``: natural_ddpm does not
+beat the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on
+colorize 14.30 vs grey 15.57; natural_rf beats the best baseline on every task run.
 """
 from __future__ import annotations
 

@@ -21,13 +21,11 @@ trivial estimate on denoise (29.6 vs 20.3), sr_4x (24.2 vs 22.2), inpainting (23
 the prior's over-saturated colours and too few samples: the mean of 8 gives 24.05, one sample 16.3,
 benchmarks/colorization.md).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``ddrm``: natural_ddpm does not beat it by more than the
-standard error on colorize 16.94 vs grey 15.57; natural_rf beats the best baseline on every task
-run.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``ddrm``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 16.94
+vs grey 15.57; natural_rf beats the best baseline on every task run.
 """
 from __future__ import annotations
 

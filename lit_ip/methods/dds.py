@@ -22,14 +22,13 @@ trivial estimate on: colorize 17.61 vs grey 25.30. Why: colour comes from an ove
 sample has the crop's plus the sample's chroma error (benchmarks/colorization.md); denoising beats y by only 0.03
 dB (``rho = 0.05`` trusts the noisy y).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``dds``: natural_ddpm does not beat it by more than the
-standard error on sr_4x 26.85 vs pinv 26.65, deblur 28.52 vs y 28.27, colorize 15.90 vs grey 15.57;
-natural_rf does not beat it by more than the standard error on sr_4x 26.25 vs pinv 26.65, deblur
-27.33 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``dds``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.85 vs
+pinv 26.65, deblur 28.52 vs y 28.27, colorize 15.90 vs grey 15.57; natural_rf does not beat the best
+baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.25 vs pinv
+26.65, deblur 27.33 vs y 28.27.
 """
 from __future__ import annotations
 

@@ -20,12 +20,10 @@ beats the trivial estimate on denoise (27.7 vs 20.3), sr_4x (23.7 vs 22.2), inpa
 vs 7.1 / 12.8; speckle remains, the paper's scale 1.75 gives 17.2 / 16.9 single-sample), deblur
 (28.3 vs 25.1); not colorization (20.2 vs 24.4 for the luminance image, cause not established).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``dmps``: natural_ddpm beats the best baseline on every
-task run; natural_rf beats the best baseline on every task run.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``dmps``: natural_ddpm beats the best
+baseline on every task run; natural_rf beats the best baseline on every task run.
 """
 from __future__ import annotations
 

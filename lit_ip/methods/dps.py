@@ -19,13 +19,12 @@ inpainting and deblurring (27.1 vs 25.1 for y), not on colorization (15.6 vs 24.
 image; the prior samples colours 2.2x as saturated as the crops', benchmarks/colorization.md). Every
 registry method loses to the luminance image on these crops except DiffPIR (24.3, a tie).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``dps``: natural_ddpm does not beat it by more than the
-standard error on sr_4x 26.86 vs pinv 26.65, colorize 9.94 vs grey 15.57; natural_rf does not beat
-it by more than the standard error on sr_4x 26.66 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``dps``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.86 vs
+pinv 26.65, colorize 9.94 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
+or trivial estimate) by more than the standard error on sr_4x 26.66 vs pinv 26.65.
 """
 from __future__ import annotations
 

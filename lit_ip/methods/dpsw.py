@@ -41,14 +41,13 @@ colorize 13.9 / 14.7. Now, with the shipped w_scale 3 and ``dim_correction``: de
 Still losing on colorization: the method samples colour from an over-saturated prior
 (benchmarks/colorization.md); deblurring is refused (``A A^T != c I``, no reference task).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``dpsw``: natural_ddpm does not beat it by more than the
-standard error on sr_4x 26.47 vs pinv 26.65, deblur refused, colorize 15.08 vs grey 15.57;
-natural_rf does not beat it by more than the standard error on sr_4x 26.59 vs pinv 26.65, deblur
-refused.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``dpsw``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.47 vs
+pinv 26.65, deblur refused, colorize 15.08 vs grey 15.57; natural_rf does not beat the best baseline
+(pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.59 vs pinv 26.65,
+deblur refused.
 """
 from __future__ import annotations
 

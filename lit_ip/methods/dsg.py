@@ -22,13 +22,12 @@ natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): de
 trivial estimate on: colorize 11.18 vs grey 25.30. Why: colorization (the spherical step follows the
 gradient direction only, and the chroma drifts).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``dsg``: natural_ddpm does not beat it by more than the
-standard error on colorize 9.08 vs grey 15.57; natural_rf does not beat it by more than the standard
-error on sr_4x 27.03 vs pinv 26.65, colorize 17.34 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``dsg``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 9.08
+vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
+more than the standard error on sr_4x 27.03 vs pinv 26.65, colorize 17.34 vs grey 15.57.
 """
 from __future__ import annotations
 

@@ -25,14 +25,13 @@ trivial estimate on: deblur 24.92 vs measurement 25.80; colorize 16.61 vs grey 2
 truncated ``A^+`` still copies the measurement noise ``sigma_y / s`` of singular values down to the
 cutoff into deblurring; colour as Score-SDE.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``ilvr``: natural_ddpm does not beat it by more than the
-standard error on sr_4x 26.95 vs pinv 26.65, deblur 26.92 vs y 28.27, colorize 15.30 vs grey 15.57;
-natural_rf does not beat it by more than the standard error on sr_4x 26.53 vs pinv 26.65, deblur
-22.88 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``ilvr``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.95 vs
+pinv 26.65, deblur 26.92 vs y 28.27, colorize 15.30 vs grey 15.57; natural_rf does not beat the best
+baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.53 vs pinv
+26.65, deblur 22.88 vs y 28.27.
 """
 from __future__ import annotations
 

@@ -30,14 +30,14 @@ deblur 19.84 vs measurement 25.80; colorize 22.84 vs grey 25.30. Why: its output
 level sigma_min and the constraint copies measurement noise: it loses on denoising, SR (by 0.1 dB),
 deblurring and colorization.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``kadkhodaie_simoncelli``: natural_ddpm does not beat it
-by more than the standard error on denoise 20.38 vs y 20.44, sr_4x 26.76 vs pinv 26.65, deblur 20.25
-vs y 28.27, colorize 14.77 vs grey 15.57; natural_rf does not beat it by more than the standard
-error on denoise 20.38 vs y 20.44, sr_4x 26.60 vs pinv 26.65, deblur 20.27 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``kadkhodaie_simoncelli``: natural_ddpm
+does not beat the best baseline (pseudo-inverse or trivial estimate) by more than the standard error
+on denoise 20.38 vs y 20.44, sr_4x 26.76 vs pinv 26.65, deblur 20.25 vs y 28.27, colorize 14.77 vs
+grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more
+than the standard error on denoise 20.38 vs y 20.44, sr_4x 26.60 vs pinv 26.65, deblur 20.27 vs y
+28.27.
 """
 from __future__ import annotations
 

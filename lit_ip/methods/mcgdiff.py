@@ -50,13 +50,12 @@ PSNR dB: denoise 30.68 (y 20.44), sr_4x 27.37 (pinv 26.65), inpaint_70 24.35, in
 only on colorization, where the prior's colours are 2.2x too saturated (``benchmarks/colorization.md``):
 8 particles weight samples of that prior, they do not correct it.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``mcgdiff``: natural_ddpm does not beat it by more than
-the standard error on colorize 15.05 vs grey 15.57; natural_rf does not beat it by more than the
-standard error on sr_4x 26.63 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``mcgdiff``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 15.05
+vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
+more than the standard error on sr_4x 26.63 vs pinv 26.65.
 """
 from __future__ import annotations
 

@@ -37,13 +37,11 @@ prior, one sample: cg_iters=5 gives 14.4 / 21.9 / 8.3 / 14.1 / 24.4 / 8.6 even s
 symmetric part of a network Jacobian is indefinite), cg_iters=1 29.2 / 22.9 / 26.9 / 28.6 / 25.4 /
 13.2 at 8x the cost of row_sum; 'full' is for analytic priors, where it is exact.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``moment_matching``: natural_ddpm does not beat it by
-more than the standard error on colorize 15.74 vs grey 15.57; natural_rf beats the best baseline on
-every task run.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``moment_matching``: natural_ddpm does not
+beat the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on
+colorize 15.74 vs grey 15.57; natural_rf beats the best baseline on every task run.
 """
 from __future__ import annotations
 

@@ -26,14 +26,13 @@ space); colorize 17.12 vs grey 25.30 (the prior's colours, benchmarks/colorizati
 unnormalised step (the paper's form) with lr 0.5 gave sr_4x 11.47: the gradient of the data fit of
 4x pooling is 1/16 of a projection, and a larger lr breaks the other tasks (lr 2: 9.6 dB denoising).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``mpgd``: natural_ddpm does not beat it by more than the
-standard error on denoise 20.44 vs y 20.44, sr_4x 26.55 vs pinv 26.65, colorize 15.85 vs grey 15.57;
-natural_rf does not beat it by more than the standard error on denoise 20.44 vs y 20.44, sr_4x 25.98
-vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``mpgd``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
+vs y 20.44, sr_4x 26.55 vs pinv 26.65, colorize 15.85 vs grey 15.57; natural_rf does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
+vs y 20.44, sr_4x 25.98 vs pinv 26.65.
 """
 from __future__ import annotations
 

@@ -53,13 +53,12 @@ network's ``J^T`` need not be block-diagonal in ``(U, U_perp)`` and can leak it 
 (``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails on restricted priors,
 6.1-6.5 dB inpainting, the Jacobian-free one reaches 20.7-22.8 dB).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``otode``: natural_ddpm does not beat it by more than
-the standard error on colorize 15.82 vs grey 15.57; natural_rf does not beat it by more than the
-standard error on sr_4x 26.67 vs pinv 26.65, colorize 15.83 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``otode``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 15.82
+vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
+more than the standard error on sr_4x 26.67 vs pinv 26.65, colorize 15.83 vs grey 15.57.
 """
 from __future__ import annotations
 

@@ -36,13 +36,12 @@ the prior's over-saturated colours and too few samples: the mean of 8 gives 24.7
 benchmarks/colorization.md). natural_rf, one sample (score form):
 sr_4x 20.3 vs 22.2 and colorization 15.1 lose.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``pigdm``: natural_ddpm does not beat it by more than
-the standard error on colorize 16.02 vs grey 15.57; natural_rf does not beat it by more than the
-standard error on sr_4x 24.31 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``pigdm``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 16.02
+vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
+more than the standard error on sr_4x 24.31 vs pinv 26.65.
 """
 from __future__ import annotations
 

@@ -38,16 +38,17 @@ mean of 2 samples), PMC-PnP / PMC-RED: denoise 28.37 / 28.86 (y 20.44), sr_4x 23
 26.65), inpaint_70 27.02 / 23.85, inpaint_box 26.20 / 24.94, deblur 29.57 / 29.72 (y 28.27), colorize
 15.62 / 14.89 (grey 15.57): the same two losses.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``pmc_pnp``: natural_ddpm does not beat it by more than
-the standard error on sr_4x 23.99 vs pinv 26.65, colorize 15.62 vs grey 15.57; natural_rf does not
-beat it by more than the standard error on sr_4x 22.50 vs pinv 26.65, deblur 28.06 vs y 28.27,
-colorize 16.03 vs grey 15.57; ``pmc_red``: natural_ddpm does not beat it by more than the standard
-error on sr_4x 25.52 vs pinv 26.65, colorize 14.89 vs grey 15.57; natural_rf does not beat it by
-more than the standard error on sr_4x 23.99 vs pinv 26.65, colorize 15.66 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``pmc_pnp``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 23.99 vs
+pinv 26.65, colorize 15.62 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
+or trivial estimate) by more than the standard error on sr_4x 22.50 vs pinv 26.65, deblur 28.06 vs y
+28.27, colorize 16.03 vs grey 15.57; ``pmc_red``: natural_ddpm does not beat the best baseline
+(pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 25.52 vs pinv 26.65,
+colorize 14.89 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial
+estimate) by more than the standard error on sr_4x 23.99 vs pinv 26.65, colorize 15.66 vs grey
+15.57.
 """
 from __future__ import annotations
 

@@ -24,13 +24,11 @@ natural_ddpm, posterior mean of 2 samples) it beats the best baseline on every t
 20.44, sr_4x 27.01 vs pinv 26.65, inpaint_70 28.76, inpaint_box 30.85, deblur 30.61 vs y 28.27,
 colorize 17.01 vs grey 15.57 dB.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``pnp_dm``: natural_ddpm beats the best baseline on
-every task run; natural_rf does not beat it by more than the standard error on sr_4x 25.14 vs pinv
-26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``pnp_dm``: natural_ddpm beats the best
+baseline on every task run; natural_rf does not beat the best baseline (pseudo-inverse or trivial
+estimate) by more than the standard error on sr_4x 25.14 vs pinv 26.65.
 """
 from __future__ import annotations
 

@@ -41,13 +41,12 @@ so the checkerboard of A^+ y stays), and the code's weighting at lam = 0.25 is n
 (20.4 / 25.4 vs 7.1 / 12.8), deblur (26.8 vs 25.1) and, by less than the standard error, sr_4x (23.1
 vs 22.2); not colorization (19.9 vs 24.4 for the luminance image, cause not established).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``reddiff``: natural_ddpm does not beat it by more than
-the standard error on sr_4x 26.42 vs pinv 26.65, colorize 16.04 vs grey 15.57; natural_rf does not
-beat it by more than the standard error on sr_4x 26.80 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``reddiff``: natural_ddpm does not beat the
+best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.42 vs
+pinv 26.65, colorize 16.04 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
+or trivial estimate) by more than the standard error on sr_4x 26.80 vs pinv 26.65.
 """
 from __future__ import annotations
 

@@ -27,14 +27,13 @@ grey 25.30. Why: 30 Langevin steps in all are far from the paper's thousands: SR
 colorization stay below the trivial estimates (the exact-posterior tests, with 20 steps per level,
 converge).
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``score_ald``: natural_ddpm does not beat it by more
-than the standard error on sr_4x 15.97 vs pinv 26.65, deblur 25.75 vs y 28.27, colorize 14.77 vs
-grey 15.57; natural_rf does not beat it by more than the standard error on sr_4x 15.08 vs pinv
-26.65, deblur 24.19 vs y 28.27, colorize 15.30 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``score_ald``: natural_ddpm does not beat
+the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
+15.97 vs pinv 26.65, deblur 25.75 vs y 28.27, colorize 14.77 vs grey 15.57; natural_rf does not beat
+the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
+15.08 vs pinv 26.65, deblur 24.19 vs y 28.27, colorize 15.30 vs grey 15.57.
 """
 from __future__ import annotations
 

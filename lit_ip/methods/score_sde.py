@@ -29,13 +29,12 @@ benchmarks/colorization.md). Unnormalised (the paper's form) lam 1 gave denoise 
 18.28, and lam 2 or 4 broke the other tasks (7-13 dB): one ``lam`` cannot suit ``||A||^2 = 1`` and
 ``1/16`` together.
 
-Held-out table (``benchmarks/real_images.md``: 8 held-out crops, posterior mean of 2 samples,
-shipped settings, against the higher of pseudo-inverse and trivial estimate; causes: the paragraphs
-above, and for sr_4x and colorize the two general ones, a 2-sample mean keeps 1.5x the posterior
-variance against a strong pixel-replicating pseudo-inverse, and natural_ddpm's colours are 2.2x too
-saturated, ``benchmarks/colorization.md``): ``score_sde``: natural_ddpm does not beat it by more
-than the standard error on sr_4x 23.95 vs pinv 26.65; natural_rf does not beat it by more than the
-standard error on sr_4x 24.85 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
+causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
+colours, are in README.md, Every method on real images): ``score_sde``: natural_ddpm does not beat
+the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
+23.95 vs pinv 26.65; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate)
+by more than the standard error on sr_4x 24.85 vs pinv 26.65.
 """
 from __future__ import annotations
 
