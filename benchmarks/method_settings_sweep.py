@@ -71,6 +71,8 @@ CANDIDATES = {
     # round 5: SMCDiff's svd_cutoff (it only changes deblurring: run with --tasks deblur)
     "SMCDiff": ("lit_ip.methods.smcdiff.SMCDiff", [dict(num_steps=100, num_particles=8, particle_chunk=4, svd_cutoff=c)
                                                    for c in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)]),
+    # round 6: PiGDM's guidance form on the flow prior (run with --prior natural_rf; "auto" = "score" there)
+    "PiGDM-form": ("lit_ip.methods.pigdm.PiGDM", [dict(num_steps=25, eta=1.0, form=f) for f in ("score", "eq10")]),
     # reference: an existing method at the demo's settings
     "DDNMPlus": ("lit_ip.methods.ddnm.DDNMPlus", [dict(num_steps=25, svd_cutoff=0.05)]),
 }

@@ -39,12 +39,11 @@ luminance image; the only method of the registry above it). The previous default
 the noise sigma, uniform inner grid) gave 15.0 / 15.0 / 18.1 / 22.7 / 22.1 / 17.5 single-sample: it
 ignored y.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``daps``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.90 vs
-pinv 26.65; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more
-than the standard error on sr_4x 24.69 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``daps`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 26.90 vs pinv 26.65 (8 samples:
+27.59, beats it); natural_rf sr_4x 24.69 vs pinv 26.65 (8 samples: 25.55, still does not); faces_rf
+sr_4x 20.62 vs pinv 20.39. It beats it on every task run with faces_ddpm (5 of 5 tasks).
 """
 from __future__ import annotations
 

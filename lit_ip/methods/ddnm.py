@@ -31,17 +31,16 @@ DDNM 20.44 on denoise = y exactly, 26.51 vs 26.65 pinv on sr_4x, 4.94 = pinv on 
 method of its paper, not our code: Eq. 13 assumes a noise-free y (the paper's noisy method is DDNM+),
 so DDNM warns when sigma > 0 instead of refusing (noisy exact-posterior tests still run it).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``ddnm``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
-vs y 20.44, sr_4x 26.51 vs pinv 26.65, deblur 4.94 vs y 28.27, colorize 16.16 vs grey 15.57;
-natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more than the
-standard error on denoise 20.44 vs y 20.44, sr_4x 26.23 vs pinv 26.65, deblur 4.94 vs y 28.27;
-``ddnm_plus``: natural_ddpm does not beat the best baseline (pseudo-inverse or trivial estimate) by
-more than the standard error on colorize 16.24 vs grey 15.57; natural_rf does not beat the best
-baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.90 vs pinv
-26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``ddnm`` does not beat the best
+baseline by more than the standard error on natural_ddpm denoise 20.44 vs pinv 20.44, sr_4x 26.51 vs
+pinv 26.65 (8 samples: 27.22, beats it), deblur 4.94 vs y 28.27, colorize 16.16 vs grey 15.57;
+faces_ddpm denoise 20.00 vs pinv 20.00, deblur 5.31 vs y 23.28; natural_rf denoise 20.44 vs pinv
+20.44, sr_4x 26.23 vs pinv 26.65 (8 samples: 27.13, beats it), deblur 4.94 vs y 28.27; faces_rf
+denoise 20.00 vs pinv 20.00, deblur 5.31 vs y 23.28. ``ddnm_plus`` does not beat the best baseline
+by more than the standard error on natural_ddpm colorize 16.24 vs grey 15.57 (8 samples: 16.50,
+still does not); natural_rf sr_4x 26.90 vs pinv 26.65 (8 samples: 28.01, beats it). It beats it on
+every task run with faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

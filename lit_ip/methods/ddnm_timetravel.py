@@ -19,11 +19,11 @@ with the natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR
 beat the best trivial estimate on: colorize 21.97 vs grey 25.30. Why: colorization: the sampled
 chroma loses to grey (DDNM+ alone, same budget: 17.5 dB).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``ddnm_time_travel``: natural_ddpm does not
-beat the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on
-colorize 14.30 vs grey 15.57; natural_rf beats the best baseline on every task run.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``ddnm_time_travel`` does not beat the
+best baseline by more than the standard error on natural_ddpm colorize 14.30 vs grey 15.57. It beats
+it on every task run with faces_ddpm (5 of 5 tasks), natural_rf (6 of 6 tasks), faces_rf (5 of 5
+tasks).
 """
 from __future__ import annotations
 

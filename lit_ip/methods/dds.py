@@ -22,13 +22,12 @@ trivial estimate on: colorize 17.61 vs grey 25.30. Why: colour comes from an ove
 sample has the crop's plus the sample's chroma error (benchmarks/colorization.md); denoising beats y by only 0.03
 dB (``rho = 0.05`` trusts the noisy y).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``dds``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.85 vs
-pinv 26.65, deblur 28.52 vs y 28.27, colorize 15.90 vs grey 15.57; natural_rf does not beat the best
-baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.25 vs pinv
-26.65, deblur 27.33 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``dds`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 26.85 vs pinv 26.65 (8 samples:
+27.53, beats it), deblur 28.52 vs y 28.27, colorize 15.90 vs grey 15.57; natural_rf sr_4x 26.25 vs
+pinv 26.65 (8 samples: 27.22, beats it), deblur 27.33 vs y 28.27. It beats it on every task run with
+faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -36,11 +36,11 @@ mean of 4 samples, PSNR dB): beats the trivial estimate on denoise (29.3 vs 20.3
 the luminance image (a tie; the best method of the registry there). The old lam = 7 in our b units
 is the paper's 28: 25.0 mean over the tasks vs 25.9.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``diffpir``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 16.56
-vs grey 15.57; natural_rf beats the best baseline on every task run.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``diffpir`` does not beat the best
+baseline by more than the standard error on natural_ddpm colorize 16.56 vs grey 15.57 (8 samples:
+16.85, beats it). It beats it on every task run with faces_ddpm (5 of 5 tasks), natural_rf (6 of 6
+tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -53,13 +53,12 @@ colorize (the previous lr 0.02, 50 iterations: 18.0 / 11.3 / 15.7 / 17.8 / 11.2 
 rising at 300 on sr_4x; whether the paper's 5000 iterations close the gap is not established
 (~1 h of CPU per task for 4 crops here).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``dmplug``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 20.63 vs
-pinv 26.65, deblur 20.22 vs y 28.27, colorize 10.16 vs grey 15.57; natural_rf does not beat the best
-baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.35 vs pinv
-26.65, deblur 27.12 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``dmplug`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 20.63 vs pinv 26.65, deblur 20.22 vs
+y 28.27, colorize 10.16 vs grey 15.57; faces_ddpm sr_4x 18.61 vs pinv 20.39, deblur 19.61 vs y
+23.28; natural_rf sr_4x 26.35 vs pinv 26.65, deblur 27.12 vs y 28.27; faces_rf deblur 22.99 vs y
+23.28.
 """
 from __future__ import annotations
 

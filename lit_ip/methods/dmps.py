@@ -20,10 +20,10 @@ beats the trivial estimate on denoise (27.7 vs 20.3), sr_4x (23.7 vs 22.2), inpa
 vs 7.1 / 12.8; speckle remains, the paper's scale 1.75 gives 17.2 / 16.9 single-sample), deblur
 (28.3 vs 25.1); not colorization (20.2 vs 24.4 for the luminance image, cause not established).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``dmps``: natural_ddpm beats the best
-baseline on every task run; natural_rf beats the best baseline on every task run.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``dmps`` beats the best baseline on
+every task run with natural_ddpm (6 of 6 tasks), faces_ddpm (5 of 5 tasks), natural_rf (6 of 6
+tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

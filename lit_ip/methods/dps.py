@@ -19,12 +19,12 @@ inpainting and deblurring (27.1 vs 25.1 for y), not on colorization (15.6 vs 24.
 image; the prior samples colours 2.2x as saturated as the crops', benchmarks/colorization.md). Every
 registry method loses to the luminance image on these crops except DiffPIR (24.3, a tie).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``dps``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.86 vs
-pinv 26.65, colorize 9.94 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
-or trivial estimate) by more than the standard error on sr_4x 26.66 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``dps`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 26.86 vs pinv 26.65 (8 samples:
+27.92, beats it), colorize 9.94 vs grey 15.57; natural_rf sr_4x 26.66 vs pinv 26.65 (8 samples:
+27.33, beats it); faces_rf denoise 18.94 vs pinv 20.00. It beats it on every task run with
+faces_ddpm (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -41,13 +41,12 @@ colorize 13.9 / 14.7. Now, with the shipped w_scale 3 and ``dim_correction``: de
 Still losing on colorization: the method samples colour from an over-saturated prior
 (benchmarks/colorization.md); deblurring is refused (``A A^T != c I``, no reference task).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``dpsw``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.47 vs
-pinv 26.65, deblur refused, colorize 15.08 vs grey 15.57; natural_rf does not beat the best baseline
-(pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.59 vs pinv 26.65,
-deblur refused.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``dpsw`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 26.47 vs pinv 26.65 (8 samples:
+27.66, beats it), deblur refused, colorize 15.08 vs grey 15.57; faces_ddpm deblur refused;
+natural_rf sr_4x 26.59 vs pinv 26.65 (8 samples: 27.32, beats it), deblur refused; faces_rf deblur
+refused.
 """
 from __future__ import annotations
 

@@ -22,12 +22,11 @@ natural_ddpm prior; ``benchmarks/method_settings_sweep.md``): mean PSNR (dB): de
 trivial estimate on: colorize 11.18 vs grey 25.30. Why: colorization (the spherical step follows the
 gradient direction only, and the chroma drifts).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``dsg``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 9.08
-vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
-more than the standard error on sr_4x 27.03 vs pinv 26.65, colorize 17.34 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``dsg`` does not beat the best
+baseline by more than the standard error on natural_ddpm colorize 9.08 vs grey 15.57; faces_ddpm
+deblur 23.64 vs y 23.28; natural_rf sr_4x 27.03 vs pinv 26.65, colorize 17.34 vs grey 15.57. It
+beats it on every task run with faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -31,16 +31,14 @@ pseudo-inverse on 4x super-resolution by more than the standard error (a tie: th
 sampler keeps 1.5x the posterior variance) nor grey on colorization (the prior's colours are 2.2x too
 saturated, ``benchmarks/colorization.md``; 8 particles do not fix the prior).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``fps``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.71 vs
-pinv 26.65, colorize 16.38 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
-or trivial estimate) by more than the standard error on sr_4x 26.06 vs pinv 26.65; ``fps_smc``:
-natural_ddpm does not beat the best baseline (pseudo-inverse or trivial estimate) by more than the
-standard error on sr_4x 26.60 vs pinv 26.65, colorize 13.66 vs grey 15.57; natural_rf does not beat
-the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
-26.26 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``fps`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 26.71 vs pinv 26.65 (8 samples:
+28.03, beats it), colorize 16.38 vs grey 15.57; natural_rf sr_4x 26.06 vs pinv 26.65 (8 samples:
+27.67, beats it). It beats it on every task run with faces_ddpm (5 of 5 tasks), faces_rf (5 of 5
+tasks). ``fps_smc`` does not beat the best baseline by more than the standard error on natural_ddpm
+sr_4x 26.60 vs pinv 26.65, colorize 13.66 vs grey 15.57; natural_rf sr_4x 26.26 vs pinv 26.65. It
+beats it on every task run with faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -30,14 +30,13 @@ deblur 19.84 vs measurement 25.80; colorize 22.84 vs grey 25.30. Why: its output
 level sigma_min and the constraint copies measurement noise: it loses on denoising, SR (by 0.1 dB),
 deblurring and colorization.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``kadkhodaie_simoncelli``: natural_ddpm
-does not beat the best baseline (pseudo-inverse or trivial estimate) by more than the standard error
-on denoise 20.38 vs y 20.44, sr_4x 26.76 vs pinv 26.65, deblur 20.25 vs y 28.27, colorize 14.77 vs
-grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more
-than the standard error on denoise 20.38 vs y 20.44, sr_4x 26.60 vs pinv 26.65, deblur 20.27 vs y
-28.27.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``kadkhodaie_simoncelli`` does not
+beat the best baseline by more than the standard error on natural_ddpm denoise 20.38 vs pinv 20.44,
+sr_4x 26.76 vs pinv 26.65 (8 samples: 27.37, beats it), deblur 20.25 vs y 28.27, colorize 14.77 vs
+grey 15.57; faces_ddpm denoise 19.91 vs pinv 20.00, deblur 19.91 vs y 23.28; natural_rf denoise
+20.38 vs pinv 20.44, sr_4x 26.60 vs pinv 26.65 (8 samples: 27.28, beats it), deblur 20.27 vs y
+28.27; faces_rf denoise 19.91 vs pinv 20.00, deblur 19.90 vs y 23.28.
 """
 from __future__ import annotations
 

@@ -22,13 +22,13 @@ trivial estimate on: denoise 20.50 vs measurement 20.50; sr_4x 23.14 vs pinv 23.
 measurement 25.80; colorize 15.43 vs grey 25.30. Why: the projection copies noise into deblurring
 and the identity (denoising returns y); colour as Score-SDE.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``mcg``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
-vs y 20.44, sr_4x 26.45 vs pinv 26.65, deblur 20.35 vs y 28.27, colorize 14.54 vs grey 15.57;
-natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by more than the
-standard error on denoise 20.44 vs y 20.44, sr_4x 26.15 vs pinv 26.65, deblur 20.21 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``mcg`` does not beat the best
+baseline by more than the standard error on natural_ddpm denoise 20.44 vs pinv 20.44, sr_4x 26.45 vs
+pinv 26.65 (8 samples: 27.27, beats it), deblur 20.35 vs y 28.27, colorize 14.54 vs grey 15.57;
+faces_ddpm denoise 20.00 vs pinv 20.00, deblur 20.09 vs y 23.28; natural_rf denoise 20.44 vs pinv
+20.44, sr_4x 26.15 vs pinv 26.65 (8 samples: 27.17, beats it), deblur 20.21 vs y 28.27; faces_rf
+denoise 20.00 vs pinv 20.00, deblur 20.00 vs y 23.28.
 """
 from __future__ import annotations
 

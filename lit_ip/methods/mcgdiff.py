@@ -50,12 +50,11 @@ PSNR dB: denoise 30.68 (y 20.44), sr_4x 27.37 (pinv 26.65), inpaint_70 24.35, in
 only on colorization, where the prior's colours are 2.2x too saturated (``benchmarks/colorization.md``):
 8 particles weight samples of that prior, they do not correct it.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``mcgdiff``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 15.05
-vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
-more than the standard error on sr_4x 26.63 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``mcgdiff`` does not beat the best
+baseline by more than the standard error on natural_ddpm colorize 15.05 vs grey 15.57 (8 samples:
+16.79, beats it); natural_rf sr_4x 26.63 vs pinv 26.65 (8 samples: 27.91, beats it). It beats it on
+every task run with faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

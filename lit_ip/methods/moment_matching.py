@@ -37,11 +37,11 @@ prior, one sample: cg_iters=5 gives 14.4 / 21.9 / 8.3 / 14.1 / 24.4 / 8.6 even s
 symmetric part of a network Jacobian is indefinite), cg_iters=1 29.2 / 22.9 / 26.9 / 28.6 / 25.4 /
 13.2 at 8x the cost of row_sum; 'full' is for analytic priors, where it is exact.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``moment_matching``: natural_ddpm does not
-beat the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on
-colorize 15.74 vs grey 15.57; natural_rf beats the best baseline on every task run.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``moment_matching`` does not beat the
+best baseline by more than the standard error on natural_ddpm colorize 15.74 vs grey 15.57 (8
+samples: 16.41, still does not). It beats it on every task run with faces_ddpm (5 of 5 tasks),
+natural_rf (6 of 6 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

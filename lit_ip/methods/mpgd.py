@@ -26,13 +26,12 @@ space); colorize 17.12 vs grey 25.30 (the prior's colours, benchmarks/colorizati
 unnormalised step (the paper's form) with lr 0.5 gave sr_4x 11.47: the gradient of the data fit of
 4x pooling is 1/16 of a projection, and a larger lr breaks the other tasks (lr 2: 9.6 dB denoising).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``mpgd``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
-vs y 20.44, sr_4x 26.55 vs pinv 26.65, colorize 15.85 vs grey 15.57; natural_rf does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
-vs y 20.44, sr_4x 25.98 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``mpgd`` does not beat the best
+baseline by more than the standard error on natural_ddpm denoise 20.44 vs pinv 20.44, sr_4x 26.55 vs
+pinv 26.65 (8 samples: 27.16, beats it), colorize 15.85 vs grey 15.57; faces_ddpm denoise 20.00 vs
+pinv 20.00, deblur 23.38 vs y 23.28; natural_rf denoise 20.44 vs pinv 20.44, sr_4x 25.98 vs pinv
+26.65 (8 samples: 26.97, beats it); faces_rf denoise 20.00 vs pinv 20.00.
 """
 from __future__ import annotations
 

@@ -53,12 +53,11 @@ network's ``J^T`` need not be block-diagonal in ``(U, U_perp)`` and can leak it 
 (``benchmarks/small_data_flow.md``: from the pure source the Jacobian form fails on restricted priors,
 6.1-6.5 dB inpainting, the Jacobian-free one reaches 20.7-22.8 dB).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``otode``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 15.82
-vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
-more than the standard error on sr_4x 26.67 vs pinv 26.65, colorize 15.83 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``otode`` does not beat the best
+baseline by more than the standard error on natural_ddpm colorize 15.82 vs grey 15.57; natural_rf
+sr_4x 26.67 vs pinv 26.65 (8 samples: 28.11, beats it), colorize 15.83 vs grey 15.57. It beats it on
+every task run with faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -33,15 +33,20 @@ settings of configs/method/pigdm.yaml, 25 steps, posterior mean of 4 samples, PS
 trivial estimate on denoise (29.4 vs 20.3), sr_4x (24.3 vs 22.2), inpainting (25.2 / 29.4 vs 7.1 /
 12.8), deblur (28.6 vs 25.1); not colorization (20.7 vs 24.4 for the luminance image, 4 samples;
 the prior's over-saturated colours and too few samples: the mean of 8 gives 24.75 vs 24.41,
-benchmarks/colorization.md). natural_rf, one sample (score form):
-sr_4x 20.3 vs 22.2 and colorization 15.1 lose.
+benchmarks/colorization.md). On the flow prior the shipped form is ``"eq10"``, not ``"auto"``
+(= ``"score"`` there): benchmarks/method_settings_sweep.md round 6, natural_rf, the same 4 training
+crops, 25 steps, one sample, PSNR dB for score / eq10 / best trivial estimate: denoise 21.88 / 29.71 /
+20.5, sr_4x 19.38 / 24.62 / 23.66, inpaint_70 19.86 / 26.77 / 9.7, inpaint_box 25.35 / 29.84 / 17.44,
+deblur 27.03 / 29.11 / 25.8, colorize 19.53 / 22.96 / 25.3. The score form's correction carries
+``b^2 / a``, which grows without bound towards the flow's noise end (``a = 1 - t -> 0``); with eta = 0
+it fails outright (sr_4x 9.6 dB on those crops). Why the step-length-aware form loses at 25 steps
+is not settled; ``form="score"`` stays available.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``pigdm``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on colorize 16.02
-vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate) by
-more than the standard error on sr_4x 24.31 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``pigdm`` does not beat the best
+baseline by more than the standard error on natural_ddpm colorize 16.02 vs grey 15.57 (8 samples:
+16.56, still does not). It beats it on every task run with faces_ddpm (5 of 5 tasks), natural_rf (6
+of 6 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -38,17 +38,15 @@ mean of 2 samples), PMC-PnP / PMC-RED: denoise 28.37 / 28.86 (y 20.44), sr_4x 23
 26.65), inpaint_70 27.02 / 23.85, inpaint_box 26.20 / 24.94, deblur 29.57 / 29.72 (y 28.27), colorize
 15.62 / 14.89 (grey 15.57): the same two losses.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``pmc_pnp``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 23.99 vs
-pinv 26.65, colorize 15.62 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
-or trivial estimate) by more than the standard error on sr_4x 22.50 vs pinv 26.65, deblur 28.06 vs y
-28.27, colorize 16.03 vs grey 15.57; ``pmc_red``: natural_ddpm does not beat the best baseline
-(pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 25.52 vs pinv 26.65,
-colorize 14.89 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse or trivial
-estimate) by more than the standard error on sr_4x 23.99 vs pinv 26.65, colorize 15.66 vs grey
-15.57.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``pmc_pnp`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 23.99 vs pinv 26.65, colorize 15.62
+vs grey 15.57; natural_rf sr_4x 22.50 vs pinv 26.65, deblur 28.06 vs y 28.27, colorize 16.03 vs grey
+15.57. It beats it on every task run with faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
+``pmc_red`` does not beat the best baseline by more than the standard error on natural_ddpm sr_4x
+25.52 vs pinv 26.65 (8 samples: 26.91, still does not), colorize 14.89 vs grey 15.57; natural_rf
+sr_4x 23.99 vs pinv 26.65, colorize 15.66 vs grey 15.57. It beats it on every task run with
+faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

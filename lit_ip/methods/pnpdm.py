@@ -24,11 +24,11 @@ natural_ddpm, posterior mean of 2 samples) it beats the best baseline on every t
 20.44, sr_4x 27.01 vs pinv 26.65, inpaint_70 28.76, inpaint_box 30.85, deblur 30.61 vs y 28.27,
 colorize 17.01 vs grey 15.57 dB.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``pnp_dm``: natural_ddpm beats the best
-baseline on every task run; natural_rf does not beat the best baseline (pseudo-inverse or trivial
-estimate) by more than the standard error on sr_4x 25.14 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``pnp_dm`` does not beat the best
+baseline by more than the standard error on natural_rf sr_4x 25.14 vs pinv 26.65 (8 samples: 26.46,
+still does not); faces_rf sr_4x 20.72 vs pinv 20.39. It beats it on every task run with natural_ddpm
+(6 of 6 tasks), faces_ddpm (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -41,12 +41,11 @@ so the checkerboard of A^+ y stays), and the code's weighting at lam = 0.25 is n
 (20.4 / 25.4 vs 7.1 / 12.8), deblur (26.8 vs 25.1) and, by less than the standard error, sr_4x (23.1
 vs 22.2); not colorization (19.9 vs 24.4 for the luminance image, cause not established).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``reddiff``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 26.42 vs
-pinv 26.65, colorize 16.04 vs grey 15.57; natural_rf does not beat the best baseline (pseudo-inverse
-or trivial estimate) by more than the standard error on sr_4x 26.80 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``reddiff`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 26.42 vs pinv 26.65, colorize 16.04
+vs grey 15.57; natural_rf sr_4x 26.80 vs pinv 26.65. It beats it on every task run with faces_ddpm
+(5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

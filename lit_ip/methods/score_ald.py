@@ -27,13 +27,12 @@ grey 25.30. Why: 30 Langevin steps in all are far from the paper's thousands: SR
 colorization stay below the trivial estimates (the exact-posterior tests, with 20 steps per level,
 converge).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``score_ald``: natural_ddpm does not beat
-the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
-15.97 vs pinv 26.65, deblur 25.75 vs y 28.27, colorize 14.77 vs grey 15.57; natural_rf does not beat
-the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
-15.08 vs pinv 26.65, deblur 24.19 vs y 28.27, colorize 15.30 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``score_ald`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 15.97 vs pinv 26.65, deblur 25.75 vs
+y 28.27, colorize 14.77 vs grey 15.57; faces_ddpm sr_4x 17.02 vs pinv 20.39, deblur 23.47 vs y
+23.28; natural_rf sr_4x 15.08 vs pinv 26.65, deblur 24.19 vs y 28.27, colorize 15.30 vs grey 15.57;
+faces_rf sr_4x 16.17 vs pinv 20.39, deblur 22.62 vs y 23.28.
 """
 from __future__ import annotations
 

@@ -29,12 +29,11 @@ benchmarks/colorization.md). Unnormalised (the paper's form) lam 1 gave denoise 
 18.28, and lam 2 or 4 broke the other tasks (7-13 dB): one ``lam`` cannot suit ``||A||^2 = 1`` and
 ``1/16`` together.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``score_sde``: natural_ddpm does not beat
-the best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x
-23.95 vs pinv 26.65; natural_rf does not beat the best baseline (pseudo-inverse or trivial estimate)
-by more than the standard error on sr_4x 24.85 vs pinv 26.65.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``score_sde`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 23.95 vs pinv 26.65; natural_rf sr_4x
+24.85 vs pinv 26.65 (8 samples: 26.54, still does not). It beats it on every task run with
+faces_ddpm (5 of 5 tasks), faces_rf (5 of 5 tasks).
 """
 from __future__ import annotations
 

@@ -30,13 +30,12 @@ denoising every coordinate is observed and replaced by the noisy y; on 4x super-
 colorization the replaced coordinates carry the measurement noise ``sigma_y / s`` (0.1 and 0.04) and
 the rest follows a prior whose colours are too saturated (``benchmarks/colorization.md``).
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``smcdiff``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
-vs y 20.44, sr_4x 26.22 vs pinv 26.65, colorize 14.12 vs grey 15.57; natural_rf does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on denoise 20.44
-vs y 20.44, sr_4x 25.84 vs pinv 26.65, deblur 28.69 vs y 28.27.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``smcdiff`` does not beat the best
+baseline by more than the standard error on natural_ddpm denoise 20.44 vs pinv 20.44, sr_4x 26.22 vs
+pinv 26.65, colorize 14.12 vs grey 15.57; faces_ddpm denoise 20.00 vs pinv 20.00; natural_rf denoise
+20.44 vs pinv 20.44, sr_4x 25.84 vs pinv 26.65, deblur 28.69 vs y 28.27; faces_rf denoise 20.00 vs
+pinv 20.00.
 """
 from __future__ import annotations
 

@@ -28,13 +28,12 @@ trivial estimate on: sr_4x 19.50 vs pinv 23.66; deblur 25.77 vs measurement 25.8
 grey 25.30. Why: as Score-ALD: a 30-evaluation budget is too small for SR, deblurring (25.77 vs
 25.80) and colorization.
 
-Held-out table (``benchmarks/real_images.md``, shipped settings; the protocol and the two common
-causes, sr_4x ties with the pixel-replicating pseudo-inverse and natural_ddpm's over-saturated
-colours, are in README.md, Every method on real images): ``snips``: natural_ddpm does not beat the
-best baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 22.44 vs
-pinv 26.65, deblur 28.55 vs y 28.27, colorize 14.89 vs grey 15.57; natural_rf does not beat the best
-baseline (pseudo-inverse or trivial estimate) by more than the standard error on sr_4x 21.61 vs pinv
-26.65, deblur 26.97 vs y 28.27, colorize 15.48 vs grey 15.57.
+Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
+images; more samples: ``benchmarks/real_images_samples.md``). ``snips`` does not beat the best
+baseline by more than the standard error on natural_ddpm sr_4x 22.44 vs pinv 26.65, deblur 28.55 vs
+y 28.27, colorize 14.89 vs grey 15.57; faces_ddpm sr_4x 20.45 vs pinv 20.39; natural_rf sr_4x 21.61
+vs pinv 26.65, deblur 26.97 vs y 28.27, colorize 15.48 vs grey 15.57; faces_rf sr_4x 20.27 vs pinv
+20.39.
 """
 from __future__ import annotations
 
