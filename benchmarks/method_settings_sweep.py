@@ -73,6 +73,8 @@ CANDIDATES = {
                                                    for c in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)]),
     # round 6: PiGDM's guidance form on the flow prior (run with --prior natural_rf; "auto" = "score" there)
     "PiGDM-form": ("lit_ip.methods.pigdm.PiGDM", [dict(num_steps=25, eta=1.0, form=f) for f in ("score", "eq10")]),
+    # round 7: DPS's zeta on both natural priors (run with --prior natural_ddpm and --prior natural_rf)
+    "DPS-zeta": ("lit_ip.methods.dps.DPS", [dict(num_steps=30, zeta=z) for z in (1.0, 2.0)]),
     # reference: an existing method at the demo's settings
     "DDNMPlus": ("lit_ip.methods.ddnm.DDNMPlus", [dict(num_steps=25, svd_cutoff=0.05)]),
 }

@@ -19,6 +19,11 @@ inpainting and deblurring (27.1 vs 25.1 for y), not on colorization (15.6 vs 24.
 image; the prior samples colours 2.2x as saturated as the crops', benchmarks/colorization.md). Every
 registry method loses to the luminance image on these crops except DiffPIR (24.3, a tie).
 
+On the flow prior the shipped zeta = 2 is too large (benchmarks/method_settings_sweep.md round 7, 4
+training crops, one sample: natural_rf zeta 1 / 2 denoise 28.20 / 24.13, inpaint_box 27.68 / 25.17,
+colorize 24.20 / 19.29), while natural_ddpm needs 2 (sr_4x 22.97 vs 19.74 at zeta 1); one config serves
+every prior, so 2 is shipped and DPS loses to y on faces_rf denoising (below).
+
 Held-out table (``benchmarks/real_images.md``, 2 samples; causes: README.md, Every method on real
 images; more samples: ``benchmarks/real_images_samples.md``). ``dps`` does not beat the best
 baseline by more than the standard error on natural_ddpm sr_4x 26.86 vs pinv 26.65 (8 samples:
