@@ -96,6 +96,11 @@ def _with_channels(spec, channels: int):
     return spec
 
 
+def prior_channels(prior_name: str) -> int:
+    """Image channels of a shipped prior's data (faces: grey)."""
+    return 1 if prior_name.startswith("faces") else 3
+
+
 def task_specs(channels: int) -> dict[str, dict]:
     """The demo's tasks (``configs/predict/demo.yaml``), with images of ``channels`` channels."""
     demo = yaml.safe_load((REPO / "configs" / "predict" / "demo.yaml").read_text())
@@ -317,7 +322,7 @@ def load(pname) -> dict:
     """Results of one prior that are current (same method, code, task, images as now); a result
     of a changed method is left out (shown as not run) until it is rerun."""
     out, methods = {}, method_specs()
-    channels = 1 if pname.startswith("faces") else 3
+    channels = prior_channels(pname)
     for tdir in sorted((RESULTS / pname).glob("*")) if (RESULTS / pname).exists() else []:
         if tdir.name == "figures" or not tdir.is_dir():
             continue
@@ -354,7 +359,7 @@ def fmt(s: dict, digits=2) -> str:
 
 
 def prior_tables(pname: str, res: dict, order: list[str]) -> tuple[list[str], dict]:
-    tasks = list(task_specs(1 if pname.startswith("faces") else 3))   # every task, run or not
+    tasks = list(task_specs(prior_channels(pname)))   # every task, run or not
     res = {t: res.get(t, {}) for t in tasks}
     methods = list(order)
     head = "| method | " + " | ".join(tasks) + " |\n|---|" + "---|" * len(tasks)

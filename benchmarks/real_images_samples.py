@@ -53,6 +53,20 @@ def run(args) -> None:
                   f"{time.time() - t0:.0f} s", flush=True)
 
 
+def current() -> list[tuple[str, dict]]:
+    """(prior, result) of every cached N-sample result whose hash matches today's method, code and task."""
+    out, methods = [], ri.method_specs()
+    for f in sorted(RESULTS.glob("*/*/*.json")) if RESULTS.exists() else []:
+        r, prior = json.loads(f.read_text()), f.parts[-3]
+        spec, tspec = methods.get(r["method"]), ri.task_specs(ri.prior_channels(prior)).get(r["task"])
+        if spec and tspec and r.get("hash") == ri.result_hash(prior, tspec, spec, r["keys"],
+                                                                r["requested_samples"], r["seed"], False):
+            out.append((prior, r))
+        else:
+            print(f"left out (code or settings changed since it ran): {f}")
+    return out
+
+
 def write() -> None:
     lines = ["# More posterior samples per image on the real-image table's ✗ cells", "",
              "Written by `benchmarks/real_images_samples.py` (its docstring gives the question and the "
@@ -60,17 +74,10 @@ def write() -> None:
              "PSNR (dB) of the posterior mean of N samples ± s.e. over the 8 images; ✗ as there (the "
              "paired difference to the best baseline is not above its standard error). For an exact "
              "sampler the expected gain from N = 2 to N = 8 is 1.25 dB; MSE ratio as in the table (2 for an exact sampler).", ""]
-    methods = ri.method_specs()
-    for pdir in sorted(RESULTS.glob("*")) if RESULTS.exists() else []:
-        table, specs = ri.load(pdir.name), ri.task_specs(1 if pdir.name.startswith("faces") else 3)
-        rows = []
-        for f in sorted(pdir.glob("*/*.json")):
-            r = json.loads(f.read_text())
-            want = ri.result_hash(pdir.name, specs[r["task"]], methods.get(r["method"]), r["keys"],
-                                  r["requested_samples"], r["seed"], False) if r["method"] in methods else None
-            if r.get("hash") != want:
-                print(f"left out (code or settings changed since it ran): {f}")
-                continue
+    results = current()
+    for prior in sorted({p for p, _ in results}):
+        table, rows = ri.load(prior), []
+        for r in (r for p, r in results if p == prior):
             base = table.get(r["task"], {})
             two = base.get(r["method"])
             if "_baselines" not in base or two is None or "refused" in two or "refused" in r:
@@ -81,7 +88,7 @@ def write() -> None:
             rows.append(f"| {r['task']} | {r['method']} | {ri.fmt(b['psnr'])} ({bname}) | {mark(two)} | "
                         f"{r['samples']} | {mark(r)} | {gain:+.2f} | {r.get('mse_ratio', float('nan')):.2f} |")
         if rows:
-            lines += [f"## {pdir.name}", "",
+            lines += [f"## {prior}", "",
                       "| task | method | best baseline | N = 2 (table) | N | N samples | gain | MSE ratio (N) |",
                       "|---|---|---|---|---|---|---|---|", *rows, ""]
     TABLE.write_text("\n".join(lines))

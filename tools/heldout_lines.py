@@ -11,7 +11,6 @@ docstring edits do not change a result's hash (``real_images.code_digest`` strip
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from pathlib import Path
@@ -28,21 +27,13 @@ BASE_NAMES = {"pinv": "pinv", "trivial": "y"}
 
 def more_samples() -> dict:
     """(prior, task, method) -> the current N-sample result."""
-    out, methods = {}, ri.method_specs()
-    for f in sorted(rs.RESULTS.glob("*/*/*.json")) if rs.RESULTS.exists() else []:
-        r, prior = json.loads(f.read_text()), f.parts[-3]
-        spec = methods.get(r["method"])
-        tspec = ri.task_specs(1 if prior.startswith("faces") else 3).get(r["task"])
-        if spec and tspec and r.get("hash") == ri.result_hash(prior, tspec, spec, r["keys"],
-                                                                r["requested_samples"], r["seed"], False):
-            out[prior, r["task"], r["method"]] = r
-    return out
+    return {(prior, r["task"], r["method"]): r for prior, r in rs.current()}
 
 
 def sentence(mname: str, tables: dict, extra: dict) -> str:
     misses, clean, missing = [], [], []
     for prior, res in tables.items():
-        tasks = list(ri.task_specs(1 if prior.startswith("faces") else 3))
+        tasks = list(ri.task_specs(ri.prior_channels(prior)))
         bad, run = [], 0
         for t in tasks:
             row = res.get(t, {}).get(mname)
@@ -90,11 +81,12 @@ def paragraphs() -> dict[Path, str]:
 
 
 def rewrite(path: Path, paragraph: str) -> str:
+    """The module text with its docstring's held-out paragraph replaced (or appended)."""
     text = path.read_text()
     end = text.index('"""', 3)
     start = text.find("\nHeld-out table (", 0, end)
-    body = text[:end].rstrip("\n") if start < 0 else text[:start]
-    return body + "\n\n" + paragraph + "\n" + text[end:] if start < 0 else body + "\n" + paragraph + "\n" + text[end:]
+    body = text[:end].rstrip("\n") + "\n" if start < 0 else text[:start]
+    return body + "\n" + paragraph + "\n" + text[end:]
 
 
 def main() -> None:
